@@ -1,0 +1,1 @@
+//! The plugin conformance suite (in progress).

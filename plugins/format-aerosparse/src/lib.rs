@@ -1,0 +1,1 @@
+//! aerosparse format plugin (in progress).

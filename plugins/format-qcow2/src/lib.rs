@@ -1,0 +1,1 @@
+//! qcow2 format plugin (in progress).

@@ -1,0 +1,1 @@
+//! vhd format plugin (in progress).
