@@ -1,1 +1,79 @@
-//! qcow2 format plugin (in progress).
+//! qcow2 format plugin: reads qcow2 version 2 and 3 images (read-only), including compressed
+//! clusters (deflate, zstd), extended L2 entries with subclusters and backing files.
+
+mod compressed;
+mod disk;
+mod header;
+mod l2;
+
+use aero_plugin_api::{
+    register_format, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
+    VirtualDisk,
+};
+use std::sync::Arc;
+
+/// The qcow2 format plugin.
+#[derive(Default)]
+pub struct Qcow2Format;
+
+register_format!(Qcow2Format);
+
+impl DiskFormat for Qcow2Format {
+    fn name(&self) -> &str {
+        "qcow2"
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    /// The qcow2 magic, and (for files of a full header or more) version 2 or 3.
+    fn probe(&self, input: &ProbeInput<'_>) -> ProbeResult {
+        if input.head.get(..4) != Some(&header::MAGIC[..]) {
+            return ProbeResult::NoMatch;
+        }
+        if input.len < 72 {
+            return ProbeResult::Match;
+        }
+        match input.head.get(4..8) {
+            Some([0, 0, 0, 2 | 3]) => ProbeResult::Match,
+            _ => ProbeResult::NoMatch,
+        }
+    }
+
+    fn open(
+        &self,
+        source: Arc<dyn ByteSource>,
+        ctx: &OpenContext<'_>,
+    ) -> Result<Arc<dyn VirtualDisk>> {
+        Ok(Arc::new(disk::Qcow2Disk::open(source, ctx)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(head: &[u8], len: u64) -> ProbeResult {
+        Qcow2Format.probe(&ProbeInput {
+            head,
+            tail: &[],
+            len,
+        })
+    }
+
+    #[test]
+    fn probes_magic_and_version() {
+        let mut head = vec![0u8; 100];
+        head[..4].copy_from_slice(b"QFI\xfb");
+        assert_eq!(probe(&head[..4], 4), ProbeResult::Match);
+        assert_eq!(probe(&head[..20], 20), ProbeResult::Match);
+        assert_eq!(probe(&head, 100), ProbeResult::NoMatch);
+        head[7] = 3;
+        assert_eq!(probe(&head, 100), ProbeResult::Match);
+        head[7] = 2;
+        assert_eq!(probe(&head, 100), ProbeResult::Match);
+        assert_eq!(probe(b"QFI", 3), ProbeResult::NoMatch);
+        assert_eq!(probe(&[0u8; 100], 100), ProbeResult::NoMatch);
+    }
+}
