@@ -279,7 +279,9 @@ impl Qcow2Disk {
                     .capacity()
                     .saturating_sub(offset)
                     .min(out.len() as u64) as usize;
-                backing.disk.read_at(offset, &mut out[..n])?;
+                if n > 0 {
+                    backing.disk.read_at(offset, &mut out[..n])?;
+                }
                 n
             }
             None => 0,
