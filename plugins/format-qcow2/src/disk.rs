@@ -244,23 +244,20 @@ impl Qcow2Disk {
             .collect())
     }
 
-    /// Reads host bytes; the last cluster of the file may be short (the rest reads as zeros).
+    /// Reads host bytes. A cluster may start inside the file and end past it (qemu reads the
+    /// missing tail as zeros); a cluster starting past the end is an error.
     fn read_host(&self, host: u64, out: &mut [u8]) -> Result<()> {
         let len = out.len() as u64;
-        let cluster_mask = (1u64 << self.cluster_bits) - 1;
+        let cluster_size = 1u64 << self.cluster_bits;
         let clusters_end = self
             .file_len
-            .checked_add(cluster_mask)
-            .map(|e| e & !cluster_mask);
-        if host
-            .checked_add(len)
-            .zip(clusters_end)
-            .is_none_or(|(end, limit)| end > limit)
-        {
+            .checked_next_multiple_of(cluster_size)
+            .unwrap_or(u64::MAX);
+        if host.checked_add(len).is_none_or(|end| end > clusters_end) {
             return Err(Error::corrupt(format!(
                 "{}: data cluster at offset {} lies past the end of the file ({} bytes)",
                 self.name(),
-                host.max(self.file_len) & !cluster_mask,
+                (host & !(cluster_size - 1)).max(clusters_end),
                 self.file_len
             )));
         }

@@ -40,43 +40,40 @@ fn refuses_features_naming_them() {
         return;
     }
     let image = small_image("refusals", "");
-    let cases: &[(&[(usize, u8)], ErrorKind, &str)] = &[
-        (&[(79, 2)], ErrorKind::Unsupported, "bit 1, corrupt"),
+    let cases: &[(usize, u8, ErrorKind, &str)] = &[
+        (79, 2, ErrorKind::Unsupported, "bit 1, corrupt"),
+        (79, 4, ErrorKind::Unsupported, "bit 2, external data file"),
         (
-            &[(79, 4)],
-            ErrorKind::Unsupported,
-            "bit 2, external data file",
-        ),
-        (
-            &[(78, 4)],
+            78,
+            4,
             ErrorKind::Unsupported,
             "unknown incompatible feature bit(s) 10",
         ),
-        (&[(72, 0x80)], ErrorKind::Unsupported, "bit(s) 63"),
+        (72, 0x80, ErrorKind::Unsupported, "bit(s) 63"),
         (
-            &[(35, 1)],
+            35,
+            1,
             ErrorKind::Unsupported,
             "encrypted images are not supported",
         ),
-        (&[(35, 2)], ErrorKind::Unsupported, "LUKS"),
-        (&[(79, 8)], ErrorKind::Corrupt, "bit 3 (compression type)"),
-        (&[(7, 7)], ErrorKind::Unsupported, "version 4"),
-        (&[(23, 6)], ErrorKind::Unsupported, "cluster_bits 22"),
-        (&[(99, 0x0f)], ErrorKind::Corrupt, "refcount_order 11"),
-        (&[(39, 1)], ErrorKind::Corrupt, "too few"),
+        (35, 2, ErrorKind::Unsupported, "LUKS"),
+        (79, 8, ErrorKind::Corrupt, "bit 3 (compression type)"),
+        (7, 7, ErrorKind::Unsupported, "version 4"),
+        (23, 6, ErrorKind::Unsupported, "cluster_bits 22"),
+        (99, 0x0f, ErrorKind::Corrupt, "refcount_order 11"),
+        (39, 1, ErrorKind::Corrupt, "too few"),
         (
-            &[(41, 0x10)],
+            41,
+            0x10,
             ErrorKind::Corrupt,
             "lies past the end of the file",
         ),
     ];
-    for (flips, kind, needle) in cases {
+    for &(at, bits, kind, needle) in cases {
         let mut bytes = image.clone();
-        for &(at, bits) in *flips {
-            bytes[at] ^= bits;
-        }
+        bytes[at] ^= bits;
         let err = open_bytes(bytes).err().unwrap();
-        assert_eq!(err.kind(), *kind, "{needle}: {err}");
+        assert_eq!(err.kind(), kind, "{needle}: {err}");
         assert!(
             err.message().contains(needle),
             "expected '{needle}' in: {err}"
@@ -202,4 +199,25 @@ fn flipped_bytes_and_truncation_never_panic() {
             exercise(bytes);
         }
     }
+}
+
+#[test]
+fn short_last_data_cluster_reads_zeros_like_qemu() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = scratch("short_last_cluster");
+    create(&dir, "t.qcow2", "", "1M");
+    qemu_io(&dir, "t.qcow2", &["write -P 0x11 0 1M"]);
+    let path = dir.join("t.qcow2");
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() - 1000]).unwrap();
+    let disk = common::open(&path, false).unwrap();
+    common::assert_matches_qemu(&dir, "t.qcow2", disk.as_ref());
+
+    let missing_cluster = full[..full.len() - 65536 - 1000].to_vec();
+    let disk = open_bytes(missing_cluster).unwrap();
+    let err = disk.read_at(0, &mut vec![0u8; 1 << 20]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("data cluster at offset"), "{err}");
 }
