@@ -6,6 +6,7 @@
 //! Built-in plugins register with [`register_format!`]; the host finds them through
 //! [`Registry`].
 
+pub mod abi;
 mod error;
 mod format;
 mod registry;

@@ -1,0 +1,57 @@
+//! VMDK hosted sparse extents (monolithicSparse and streamOptimized) as an aero-host format
+//! plugin shipped as a shared library.
+//!
+//! Everything here is ordinary safe Rust against the `aero-plugin-api` traits; the last line
+//! exports it over the plugin ABI.
+
+mod descriptor;
+mod disk;
+mod grain;
+mod header;
+
+use aero_plugin_api::abi::Capabilities;
+use aero_plugin_api::{
+    export_format_plugin, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
+    VirtualDisk,
+};
+use std::sync::Arc;
+
+/// The VMDK format plugin.
+#[derive(Default)]
+pub struct VmdkFormat;
+
+impl DiskFormat for VmdkFormat {
+    fn name(&self) -> &str {
+        "vmdk"
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn probe(&self, input: &ProbeInput<'_>) -> ProbeResult {
+        match input.head.get(..8) {
+            Some(head)
+                if head[..4] == *header::MAGIC
+                    && (1..=3).contains(&head[4])
+                    && head[5..8] == [0; 3] =>
+            {
+                ProbeResult::Match
+            }
+            _ => ProbeResult::NoMatch,
+        }
+    }
+
+    fn open(
+        &self,
+        source: Arc<dyn ByteSource>,
+        ctx: &OpenContext<'_>,
+    ) -> Result<Arc<dyn VirtualDisk>> {
+        Ok(Arc::new(disk::VmdkDisk::open(source, ctx)?))
+    }
+}
+
+export_format_plugin!(
+    VmdkFormat,
+    Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES
+);
