@@ -1,1 +1,53 @@
-//! aerosparse format plugin (in progress).
+//! AeroSparse v1 (`AEROSPAR`) disk images: a 64-byte header, a table of physical block
+//! offsets and a data region of fixed-size blocks. Reading, and writing with
+//! [`write_aerosparse`].
+
+mod disk;
+mod header;
+mod writer;
+
+pub use writer::{write_aerosparse, WriteSummary};
+
+use aero_plugin_api::{
+    register_format, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
+    VirtualDisk,
+};
+use std::sync::Arc;
+
+/// The AeroSparse format plugin.
+#[derive(Default)]
+pub struct AeroSparseFormat;
+
+register_format!(AeroSparseFormat);
+
+impl DiskFormat for AeroSparseFormat {
+    fn name(&self) -> &str {
+        "aerosparse"
+    }
+
+    fn aliases(&self) -> &[&str] {
+        &["aerospar"]
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    /// SPEC 2.5: the magic, and version 1 when the file is long enough to hold a header.
+    fn probe(&self, input: &ProbeInput<'_>) -> ProbeResult {
+        let version_one = input.head.get(8..12) == Some(&1u32.to_le_bytes()[..]);
+        if input.head.starts_with(header::MAGIC) && (input.len < 64 || version_one) {
+            ProbeResult::Match
+        } else {
+            ProbeResult::NoMatch
+        }
+    }
+
+    fn open(
+        &self,
+        source: Arc<dyn ByteSource>,
+        _ctx: &OpenContext<'_>,
+    ) -> Result<Arc<dyn VirtualDisk>> {
+        Ok(Arc::new(disk::SparseDisk::open(source)?))
+    }
+}
