@@ -1,1 +1,81 @@
-fn main() {}
+//! aero-host: publish, verify and serve virtual-machine disk images from any storage backend.
+
+mod chunked;
+mod commands;
+mod config;
+mod convert;
+mod inspect;
+mod objects;
+mod plugins;
+mod progress;
+mod publish;
+mod publish_args;
+mod storage;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Publish, verify and serve virtual-machine disk images from any storage backend.
+#[derive(Debug, Parser)]
+#[command(name = "aero-host", version, about)]
+pub struct Cli {
+    /// Storage to use: fs:PATH, memory:, or s3://BUCKET[/ROOT]?endpoint=URL&region=R&force_path_style=true.
+    #[arg(long, global = true, env = "AERO_STORAGE")]
+    storage: Option<String>,
+    /// Logging filter (e.g. info, debug, aero_host=debug); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show an image's format, size, allocation and backing chain.
+    Inspect(commands::InspectArgs),
+    /// Write an image's guest-visible bytes as a sparse raw file or an AeroSparse image.
+    Convert(commands::ConvertArgs),
+    /// List the plugins.
+    #[command(subcommand)]
+    Plugins(commands::PluginsCommand),
+    /// Publish an image as chunks, manifest, meta and latest pointer.
+    Publish(commands::PublishCommand),
+    /// Verify a published image.
+    Verify(commands::VerifyArgs),
+    /// Run the jobs of a config file: publishes, then verifications.
+    Run {
+        /// The TOML config.
+        config: PathBuf,
+        /// Print a JSON summary of each job on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log_level.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect(args),
+        Command::Convert(args) => commands::convert(args),
+        Command::Plugins(cmd) => commands::plugins(cmd),
+        Command::Publish(args) => commands::publish(args, cli.storage.as_deref()),
+        Command::Verify(args) => commands::verify(args, cli.storage.as_deref()),
+        Command::Run { config, json } => commands::run(&config, cli.storage.as_deref(), json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("aero-host: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

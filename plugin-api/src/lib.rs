@@ -12,6 +12,8 @@ mod format;
 mod registry;
 mod source;
 
+#[cfg(feature = "backend")]
+pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

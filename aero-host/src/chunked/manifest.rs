@@ -1,0 +1,315 @@
+//! `manifest.json`: parsing, validation (SPEC 1.4) and serialisation.
+
+use super::{CHUNK_INDEX_WIDTH, CHUNK_MIME, MANIFEST_SCHEMA};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Largest chunk size readers accept (64 MiB).
+pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+/// Largest manifest body readers accept (64 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Default largest chunk count.
+pub const DEFAULT_MAX_CHUNKS: u64 = 500_000;
+
+/// One chunk's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Lowercase hex sha256 of the chunk bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The chunk is all zeros (an aero-host extension v1 readers ignore).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero: bool,
+}
+
+/// A v1 manifest, with keys in the publisher's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Always [`MANIFEST_SCHEMA`].
+    pub schema: String,
+    /// Image id.
+    #[serde(default)]
+    pub image_id: String,
+    /// Opaque version (`sha256-<hex>` when content-addressed).
+    pub version: String,
+    /// MIME type of chunk objects.
+    pub mime_type: String,
+    /// Guest-visible disk size.
+    pub total_size: u64,
+    /// Chunk size.
+    pub chunk_size: u64,
+    /// Number of chunks.
+    pub chunk_count: u64,
+    /// Digits in chunk object names.
+    pub chunk_index_width: u32,
+    /// Per-chunk size and digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<ChunkEntry>>,
+}
+
+/// Limits a reader applies on top of the format's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestLimits {
+    /// Largest accepted `chunkCount`.
+    pub max_chunks: u64,
+}
+
+impl Default for ManifestLimits {
+    fn default() -> Self {
+        ManifestLimits {
+            max_chunks: DEFAULT_MAX_CHUNKS,
+        }
+    }
+}
+
+fn digits(n: u64) -> u32 {
+    n.checked_ilog10().unwrap_or(0) + 1
+}
+
+impl Manifest {
+    /// A manifest for a published disk.
+    pub fn new(
+        image_id: &str,
+        version: &str,
+        total_size: u64,
+        chunk_size: u64,
+        chunks: Vec<ChunkEntry>,
+    ) -> Self {
+        Manifest {
+            schema: MANIFEST_SCHEMA.to_string(),
+            image_id: image_id.to_string(),
+            version: version.to_string(),
+            mime_type: CHUNK_MIME.to_string(),
+            total_size,
+            chunk_size,
+            chunk_count: chunks.len() as u64,
+            chunk_index_width: CHUNK_INDEX_WIDTH,
+            chunks: Some(chunks),
+        }
+    }
+
+    /// Parses and validates manifest bytes.
+    pub fn parse(bytes: &[u8], limits: ManifestLimits) -> Result<Self> {
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            bail!(
+                "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} bytes allowed",
+                bytes.len()
+            );
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).context("manifest is not a valid v1 manifest")?;
+        manifest.validate(limits)?;
+        Ok(manifest)
+    }
+
+    /// The pretty-printed JSON the publisher writes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always serialises")
+    }
+
+    /// Checks every rule of SPEC 1.4.
+    pub fn validate(&self, limits: ManifestLimits) -> Result<()> {
+        if self.schema != MANIFEST_SCHEMA {
+            bail!(
+                "manifest schema is '{}', expected '{MANIFEST_SCHEMA}'",
+                self.schema
+            );
+        }
+        if self.image_id.trim().is_empty() {
+            bail!("manifest imageId is empty");
+        }
+        if self.version.trim().is_empty() {
+            bail!("manifest version is empty");
+        }
+        if self.mime_type.trim().is_empty() {
+            bail!("manifest mimeType is empty");
+        }
+        if self.total_size == 0 || self.total_size % 512 != 0 {
+            bail!(
+                "manifest totalSize {} must be a positive multiple of 512",
+                self.total_size
+            );
+        }
+        if self.chunk_size == 0 || self.chunk_size % 512 != 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            bail!(
+                "manifest chunkSize {} must be a positive multiple of 512 and at most {MAX_CHUNK_SIZE}",
+                self.chunk_size
+            );
+        }
+        let expected_count = self.total_size.div_ceil(self.chunk_size);
+        if self.chunk_count == 0 || self.chunk_count > limits.max_chunks {
+            bail!(
+                "manifest chunkCount {} must be between 1 and {}",
+                self.chunk_count,
+                limits.max_chunks
+            );
+        }
+        if self.chunk_count != expected_count {
+            bail!(
+                "manifest chunkCount {} does not match ceil(totalSize / chunkSize) = {expected_count}",
+                self.chunk_count
+            );
+        }
+        let needed = digits(self.chunk_count - 1);
+        if self.chunk_index_width == 0
+            || self.chunk_index_width > 32
+            || self.chunk_index_width < needed
+        {
+            bail!(
+                "manifest chunkIndexWidth {} must be between {needed} and 32",
+                self.chunk_index_width
+            );
+        }
+        if let Some(chunks) = &self.chunks {
+            if chunks.len() as u64 != self.chunk_count {
+                bail!(
+                    "manifest lists {} chunks but chunkCount is {}",
+                    chunks.len(),
+                    self.chunk_count
+                );
+            }
+            for (i, chunk) in chunks.iter().enumerate() {
+                let expected = self.chunk_len(i as u64);
+                if let Some(size) = chunk.size {
+                    if size != expected {
+                        bail!("manifest chunk {i} has size {size}, expected {expected}");
+                    }
+                }
+                if let Some(digest) = &chunk.sha256 {
+                    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        bail!("manifest chunk {i} sha256 '{digest}' is not 64 hex digits");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The size of chunk `index` derived from the geometry.
+    pub fn chunk_len(&self, index: u64) -> u64 {
+        let start = index * self.chunk_size;
+        self.chunk_size.min(self.total_size - start)
+    }
+
+    /// The expected lowercase sha256 of chunk `index`, when listed.
+    pub fn chunk_sha256(&self, index: u64) -> Option<String> {
+        self.chunks
+            .as_ref()
+            .and_then(|c| c.get(index as usize))
+            .and_then(|c| c.sha256.as_ref())
+            .map(|d| d.to_ascii_lowercase())
+    }
+
+    /// The object name of chunk `index` relative to the manifest (`chunks/00000042.bin`).
+    pub fn chunk_name(&self, index: u64) -> String {
+        format!(
+            "chunks/{index:0width$}.bin",
+            width = self.chunk_index_width as usize
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let chunks = vec![
+            ChunkEntry {
+                size: Some(4096),
+                sha256: Some("a".repeat(64)),
+                zero: false,
+            },
+            ChunkEntry {
+                size: Some(4096),
+                sha256: Some("b".repeat(64)),
+                zero: true,
+            },
+            ChunkEntry {
+                size: Some(2048),
+                sha256: Some("c".repeat(64)),
+                zero: false,
+            },
+        ];
+        Manifest::new("demo", "v1", 10240, 4096, chunks)
+    }
+
+    #[test]
+    fn round_trips_in_publisher_key_order() {
+        let m = sample();
+        let json = String::from_utf8(m.to_json()).unwrap();
+        let order = [
+            "schema",
+            "imageId",
+            "version",
+            "mimeType",
+            "totalSize",
+            "chunkSize",
+            "chunkCount",
+            "chunkIndexWidth",
+            "chunks",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| json.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert!(json.contains("\n  \"schema\""));
+        assert_eq!(
+            Manifest::parse(json.as_bytes(), ManifestLimits::default()).unwrap(),
+            m
+        );
+    }
+
+    #[test]
+    fn rejects_each_broken_rule() {
+        let limits = ManifestLimits::default();
+        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+            (Box::new(|m| m.schema = "x".into()), "schema"),
+            (Box::new(|m| m.version = " ".into()), "version"),
+            (Box::new(|m| m.image_id = String::new()), "imageId"),
+            (Box::new(|m| m.total_size = 10241), "totalSize"),
+            (Box::new(|m| m.chunk_size = 1000), "chunkSize"),
+            (Box::new(|m| m.chunk_size = 128 * 1024 * 1024), "chunkSize"),
+            (Box::new(|m| m.chunk_count = 4), "chunkCount"),
+            (Box::new(|m| m.chunk_index_width = 0), "chunkIndexWidth"),
+            (Box::new(|m| m.chunk_index_width = 33), "chunkIndexWidth"),
+            (
+                Box::new(|m| m.chunks.as_mut().unwrap().pop().map(|_| ()).unwrap()),
+                "lists 2 chunks",
+            ),
+            (
+                Box::new(|m| m.chunks.as_mut().unwrap()[2].size = Some(4096)),
+                "chunk 2 has size",
+            ),
+            (
+                Box::new(|m| m.chunks.as_mut().unwrap()[1].sha256 = Some("xyz".into())),
+                "sha256",
+            ),
+        ];
+        for (mutate, needle) in cases {
+            let mut m = sample();
+            mutate(&mut m);
+            let err = m.validate(limits).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+        let mut m = sample();
+        assert!(m.validate(ManifestLimits { max_chunks: 2 }).is_err());
+        m.chunks = None;
+        m.validate(limits).unwrap();
+    }
+
+    #[test]
+    fn names_chunks_with_the_index_width() {
+        let mut m = sample();
+        assert_eq!(m.chunk_name(2), "chunks/00000002.bin");
+        m.chunk_index_width = 2;
+        assert_eq!(m.chunk_name(7), "chunks/07.bin");
+        assert_eq!(m.chunk_len(2), 2048);
+        assert!(Manifest::parse(b"{", ManifestLimits::default()).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! The Aero chunked disk image format v1: `manifest.json`, `meta.json`, `latest.json`, the
+//! object layout and the HTTP metadata of published objects.
+
+mod latest;
+mod layout;
+mod manifest;
+mod meta;
+
+pub use latest::Latest;
+pub use layout::{
+    chunk_key, normalize_prefix, resolve_destination, Destination, DestinationRequest, ObjectKind,
+};
+pub use manifest::{ChunkEntry, Manifest, ManifestLimits, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES};
+pub use meta::Meta;
+
+/// `schema` of a manifest.
+pub const MANIFEST_SCHEMA: &str = "aero.chunked-disk-image.v1";
+/// `schema` of a `latest.json` pointer.
+pub const LATEST_SCHEMA: &str = "aero.chunked-disk-image.latest.v1";
+/// `mimeType` of chunk objects.
+pub const CHUNK_MIME: &str = "application/octet-stream";
+/// The chunk index width the publisher writes.
+pub const CHUNK_INDEX_WIDTH: u32 = 8;
+/// Default chunk size (4 MiB).
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// Default Cache-Control of chunks, manifests and meta.
+pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable, no-transform";
+/// Default Cache-Control of `latest.json`.
+pub const LATEST_CACHE_CONTROL: &str = "public, max-age=60, no-transform";
+
+/// Whether a Cache-Control value contains the `no-transform` token.
+pub fn has_no_transform(cache_control: &str) -> bool {
+    cache_control
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case("no-transform"))
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,516 @@
+//! The commands behind the CLI.
+
+use crate::config::Config;
+use crate::convert::Target;
+use crate::plugins::Catalogue;
+use crate::progress::Progress;
+use crate::publish::{publish as publish_disk, PublishSummary};
+use crate::publish_args::PublishArgs;
+use crate::storage::{open_storage, StoragePolicy, StorageSpec};
+use crate::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
+use aero_plugin_api::backend::Storage;
+use aero_plugin_api::{OpenOptions, OpenedDisk};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `inspect` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The image.
+    image: PathBuf,
+    /// Format (default: detect).
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Follow backing files.
+    #[arg(long)]
+    allow_backing: bool,
+    /// More directories backing files may live in.
+    #[arg(long = "backing-root")]
+    backing_roots: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `convert` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// The image.
+    image: PathBuf,
+    /// The output file.
+    out: PathBuf,
+    /// Input format (default: detect).
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "raw")]
+    to: Target,
+    /// Follow backing files.
+    #[arg(long)]
+    allow_backing: bool,
+    /// More directories backing files may live in.
+    #[arg(long = "backing-root")]
+    backing_roots: Vec<PathBuf>,
+}
+
+/// `plugins` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginsCommand {
+    /// List format and backend plugins.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `publish` arguments: the publish options plus S3 shorthands and output.
+#[derive(Debug, clap::Args)]
+pub struct PublishCommand {
+    #[command(flatten)]
+    args: PublishArgs,
+    #[command(flatten)]
+    s3: S3Flags,
+    /// Print a one-object JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Verify every chunk after publishing.
+    #[arg(long)]
+    verify: bool,
+}
+
+/// The S3 shorthands of SPEC 1.10: `--bucket` etc. mean the `s3` backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Flags {
+    /// S3 bucket (selects the s3 backend).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// S3 endpoint URL (MinIO and other S3-compatible stores).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Path-style addressing.
+    #[arg(long)]
+    force_path_style: bool,
+    /// Fallback region.
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl S3Flags {
+    fn spec(&self) -> Result<Option<StorageSpec>> {
+        let Some(bucket) = &self.bucket else {
+            if self.endpoint.is_some() || self.force_path_style || self.region.is_some() {
+                bail!("--endpoint, --force-path-style and --region need --bucket");
+            }
+            return Ok(None);
+        };
+        let mut settings = std::collections::BTreeMap::new();
+        settings.insert("bucket".to_string(), bucket.clone());
+        if let Some(e) = &self.endpoint {
+            settings.insert("endpoint".to_string(), e.clone());
+        }
+        if self.force_path_style {
+            settings.insert("force_path_style".to_string(), "true".to_string());
+        }
+        if let Some(r) = &self.region {
+            settings.insert("region".to_string(), r.clone());
+        }
+        Ok(Some(StorageSpec {
+            kind: "s3".to_string(),
+            settings,
+        }))
+    }
+}
+
+/// `verify` arguments (SPEC 1.11).
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Manifest URL; chunks are fetched relative to it.
+    #[arg(long, conflicts_with_all = ["manifest_file", "bucket", "prefix", "manifest_key"])]
+    manifest_url: Option<String>,
+    /// Local manifest file; chunks are read from `<dir>/chunks/`.
+    #[arg(long, conflicts_with_all = ["bucket", "prefix", "manifest_key"])]
+    manifest_file: Option<PathBuf>,
+    /// Extra request header "Name: value" (with --manifest-url).
+    #[arg(long = "header", requires = "manifest_url")]
+    headers: Vec<String>,
+    /// Key prefix of the image (its version directory, or the image root with latest.json).
+    #[arg(long, conflicts_with = "manifest_key")]
+    prefix: Option<String>,
+    /// Explicit manifest key.
+    #[arg(long)]
+    manifest_key: Option<String>,
+    /// Expected image id.
+    #[arg(long)]
+    image_id: Option<String>,
+    /// Expected version (with --prefix: which version to verify).
+    #[arg(long)]
+    image_version: Option<String>,
+    #[command(flatten)]
+    s3: S3Flags,
+    /// Chunks checked at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Attempts per download.
+    #[arg(long, default_value_t = 5)]
+    retries: usize,
+    /// Largest accepted chunk count.
+    #[arg(long, default_value_t = 500_000)]
+    max_chunks: u64,
+    /// Verify N random chunks plus the last one.
+    #[arg(long)]
+    chunk_sample: Option<u64>,
+    /// Seed of the sample.
+    #[arg(long, requires = "chunk_sample")]
+    chunk_sample_seed: Option<u64>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_image(
+    catalogue: &Catalogue,
+    image: &Path,
+    format: &str,
+    allow_backing: bool,
+    backing_roots: &[PathBuf],
+) -> Result<OpenedDisk> {
+    let options = OpenOptions {
+        allow_backing,
+        backing_roots: backing_roots.to_vec(),
+    };
+    catalogue
+        .formats()
+        .open_path(image, Some(format), &options)
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// `aero-host inspect`.
+pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let catalogue = Catalogue::builtin()?;
+    let opened = open_image(
+        &catalogue,
+        &args.image,
+        &args.format,
+        args.allow_backing,
+        &args.backing_roots,
+    )?;
+    let inspection = crate::inspect::inspect(&opened)
+        .with_context(|| format!("inspecting {}", args.image.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        println!("{inspection}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aero-host convert`.
+pub fn convert(args: ConvertArgs) -> Result<ExitCode> {
+    let catalogue = Catalogue::builtin()?;
+    let opened = open_image(
+        &catalogue,
+        &args.image,
+        &args.format,
+        args.allow_backing,
+        &args.backing_roots,
+    )?;
+    let converted = crate::convert::convert(opened.disk.as_ref(), &args.out, args.to)
+        .with_context(|| {
+            format!(
+                "converting {} to {}",
+                args.image.display(),
+                args.out.display()
+            )
+        })?;
+    eprintln!(
+        "wrote {} ({} guest bytes, {} data bytes)",
+        args.out.display(),
+        converted.virtual_size,
+        converted.written
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aero-host plugins ...`.
+pub fn plugins(cmd: PluginsCommand) -> Result<ExitCode> {
+    let catalogue = Catalogue::builtin()?;
+    match cmd {
+        PluginsCommand::List { json } => {
+            let rows = catalogue.rows();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<8} {:<12} {:<8} api v{} {:<10} {}",
+                        r.kind,
+                        r.name,
+                        r.version,
+                        r.api_version,
+                        r.origin,
+                        r.capabilities.join(",")
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(threads) = std::env::var("AERO_TOKIO_WORKER_THREADS") {
+        match threads.parse::<usize>() {
+            Ok(n) if n > 0 => {
+                builder.worker_threads(n);
+            }
+            _ => tracing::warn!("AERO_TOKIO_WORKER_THREADS='{threads}' is not a positive integer; using the default"),
+        }
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn pick_storage(
+    cli_storage: Option<&str>,
+    s3: Option<StorageSpec>,
+    configured: Option<StorageSpec>,
+) -> Result<StorageSpec> {
+    match (cli_storage, s3) {
+        (Some(_), Some(_)) => bail!("--storage and --bucket are mutually exclusive"),
+        (Some(uri), None) => StorageSpec::parse_uri(uri),
+        (None, Some(spec)) => Ok(spec),
+        (None, None) => configured.ok_or_else(|| {
+            anyhow!("no storage given: pass --storage fs:PATH|memory:|s3://BUCKET..., or --bucket, or a [storage] table in the config")
+        }),
+    }
+}
+
+fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
+    } else {
+        eprintln!(
+            "published {} version {} to {} ({} chunks, {} zero, {} already stored; {} bytes read, {} uploaded, {:.2}s)",
+            summary.image_id,
+            summary.version,
+            summary.manifest_key,
+            summary.chunk_count,
+            summary.zero_chunks,
+            summary.skipped_chunks,
+            summary.bytes_read,
+            summary.bytes_uploaded,
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    for bad in &report.bad_chunks {
+        eprintln!("bad chunk {} ({}): {}", bad.index, bad.key, bad.problem);
+    }
+    if report.ok() {
+        println!(
+            "Verified {}/{} chunks ({} bytes) in {:.2}s",
+            report.checked_chunks, report.total_chunks, report.checked_bytes, report.seconds
+        );
+    } else {
+        println!(
+            "FAILED: {} bad chunk(s); {} of {} chunks checked good",
+            report.bad_chunks.len(),
+            report.checked_chunks,
+            report.total_chunks
+        );
+    }
+    Ok(())
+}
+
+async fn publish_one(
+    catalogue: &Catalogue,
+    storage: Arc<Storage>,
+    args: &PublishArgs,
+    quiet: bool,
+) -> Result<PublishSummary> {
+    if args.retries == 0 {
+        bail!("--retries must be at least 1");
+    }
+    args.plan().validate()?;
+    let opened = open_image(
+        catalogue,
+        &args.file,
+        &args.format,
+        args.allow_backing,
+        &args.backing_roots,
+    )?;
+    publish_disk(storage, opened.disk, args.plan(), Progress::new(quiet))
+        .await
+        .with_context(|| format!("publishing {}", args.file.display()))
+}
+
+fn storage_for(catalogue: &Catalogue, spec: &StorageSpec, retries: usize) -> Result<Arc<Storage>> {
+    let policy = StoragePolicy {
+        attempts: retries.max(1),
+        ..StoragePolicy::default()
+    };
+    Ok(Arc::new(open_storage(catalogue, spec, policy)?))
+}
+
+/// `aero-host publish`.
+pub fn publish(cmd: PublishCommand, cli_storage: Option<&str>) -> Result<ExitCode> {
+    let catalogue = Catalogue::builtin()?;
+    let spec = pick_storage(cli_storage, cmd.s3.spec()?, None)?;
+    let storage = storage_for(&catalogue, &spec, cmd.args.retries)?;
+    runtime()?.block_on(async {
+        let summary = publish_one(&catalogue, Arc::clone(&storage), &cmd.args, cmd.json).await?;
+        print_summary(&summary, cmd.json)?;
+        if cmd.verify {
+            let report = verify_published(&storage, &summary, None, cmd.args.concurrency).await?;
+            print_report(&report, cmd.json)?;
+            if !report.ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn verify_published(
+    storage: &Arc<Storage>,
+    summary: &PublishSummary,
+    sample: Option<u64>,
+    concurrency: usize,
+) -> Result<VerifyReport> {
+    let source = VerifySource::Storage {
+        storage: Arc::clone(storage),
+        prefix: None,
+        manifest_key: Some(summary.manifest_key.clone()),
+    };
+    let options = VerifyOptions {
+        image_id: Some(summary.image_id.clone()),
+        image_version: Some(summary.version.clone()),
+        concurrency,
+        retries: 5,
+        max_chunks: 500_000,
+        chunk_sample: sample,
+        chunk_sample_seed: None,
+    };
+    verify_image(source, &options).await
+}
+
+fn parse_header(raw: &str) -> Result<(String, String)> {
+    let (name, value) = raw
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--header '{raw}' must look like 'Name: value'"))?;
+    let (name, value) = (name.trim(), value.trim());
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| anyhow!("--header '{raw}': invalid header name"))?;
+    reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| anyhow!("--header '{raw}': invalid header value"))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `aero-host verify`.
+pub fn verify(args: VerifyArgs, cli_storage: Option<&str>) -> Result<ExitCode> {
+    let options = VerifyOptions {
+        image_id: args.image_id.clone(),
+        image_version: args.image_version.clone(),
+        concurrency: args.concurrency,
+        retries: args.retries,
+        max_chunks: args.max_chunks,
+        chunk_sample: args.chunk_sample,
+        chunk_sample_seed: args.chunk_sample_seed,
+    };
+    let source = if let Some(url) = &args.manifest_url {
+        if cli_storage.is_some() || args.s3.spec()?.is_some() {
+            bail!("--manifest-url cannot be combined with --storage or --bucket");
+        }
+        let url = url::Url::parse(url)
+            .with_context(|| format!("--manifest-url '{url}' is not a valid URL"))?;
+        let headers = args
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_>>()?;
+        VerifySource::Http { url, headers }
+    } else if let Some(file) = &args.manifest_file {
+        if cli_storage.is_some() || args.s3.spec()?.is_some() {
+            bail!("--manifest-file cannot be combined with --storage or --bucket");
+        }
+        VerifySource::File(file.clone())
+    } else {
+        let catalogue = Catalogue::builtin()?;
+        let spec = pick_storage(cli_storage, args.s3.spec()?, None)?;
+        if args.prefix.is_none() && args.manifest_key.is_none() {
+            bail!("verifying from storage needs --prefix or --manifest-key");
+        }
+        VerifySource::Storage {
+            storage: storage_for(&catalogue, &spec, args.retries)?,
+            prefix: args.prefix.clone(),
+            manifest_key: args.manifest_key.clone(),
+        }
+    };
+    runtime()?.block_on(async {
+        let report = verify_image(source, &options).await?;
+        print_report(&report, args.json)?;
+        Ok(if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// `aero-host run CONFIG`: every publish, then the verifications.
+pub fn run(path: &Path, cli_storage: Option<&str>, json: bool) -> Result<ExitCode> {
+    let config = Config::load(path)?;
+    let catalogue = Catalogue::builtin()?;
+    let spec = pick_storage(cli_storage, None, config.storage_spec()?)?;
+    let retries = config
+        .publish
+        .iter()
+        .map(|j| j.args.retries)
+        .max()
+        .unwrap_or(5);
+    let storage = storage_for(&catalogue, &spec, retries)?;
+    runtime()?.block_on(async {
+        let mut published = Vec::new();
+        for job in &config.publish {
+            let summary = publish_one(&catalogue, Arc::clone(&storage), &job.args, json).await?;
+            print_summary(&summary, json)?;
+            published.push((job, summary));
+        }
+        let mut failed = false;
+        for (job, summary) in &published {
+            if !job.verify {
+                continue;
+            }
+            let report = verify_published(
+                &storage,
+                summary,
+                job.verify_chunk_sample,
+                job.args.concurrency,
+            )
+            .await?;
+            print_report(&report, json)?;
+            failed |= !report.ok();
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}

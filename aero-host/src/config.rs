@@ -1,0 +1,213 @@
+//! The TOML config of `aero-host run`: storage, plugins and jobs, with environment overrides.
+
+use crate::publish_args::PublishArgs;
+use crate::storage::StorageSpec;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Environment variables `AERO_BACKEND_<KEY>` override `[storage]` keys (`AERO_BACKEND_TYPE`,
+/// `AERO_BACKEND_ROOT`, `AERO_BACKEND_BUCKET`, `AERO_BACKEND_ENDPOINT`, ...).
+pub const STORAGE_ENV_PREFIX: &str = "AERO_BACKEND_";
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[storage]`: `type` plus the backend's settings.
+    #[serde(default)]
+    pub storage: BTreeMap<String, toml::Spanned<toml::Value>>,
+    /// `[plugins]`.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// `[[publish]]` jobs.
+    #[serde(default)]
+    pub publish: Vec<PublishJob>,
+    /// The file it was read from and its text, for messages.
+    #[serde(skip)]
+    source: (PathBuf, String),
+}
+
+/// `[plugins]`: dynamic plugin libraries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Library files to load.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// A directory whose `*.so` files are loaded.
+    pub dir: Option<PathBuf>,
+    /// Plugin names whose dynamic library wins over a built-in of the same name.
+    #[serde(default)]
+    pub prefer_library: Vec<String>,
+}
+
+/// One `[[publish]]` entry: every publish option, plus what to verify afterwards.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishJob {
+    /// The publish options.
+    #[serde(flatten)]
+    pub args: PublishArgs,
+    /// Verify after publishing (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// Verify only this many random chunks plus the last one.
+    pub verify_chunk_sample: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads `path`, resolving relative paths against its directory and applying
+    /// environment overrides.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for job in &mut config.publish {
+            if job.args.file.as_os_str().is_empty() {
+                bail!("{}: a [[publish]] entry has no 'file'", path.display());
+            }
+            job.args.file = base.join(&job.args.file);
+            for root in &mut job.args.backing_roots {
+                *root = base.join(&*root);
+            }
+        }
+        for p in &mut config.plugins.paths {
+            *p = base.join(&*p);
+        }
+        if let Some(dir) = &mut config.plugins.dir {
+            *dir = base.join(&*dir);
+        }
+        config.apply_env(std::env::vars())?;
+        config.source = (path.to_path_buf(), text);
+        if let Some(kind) = config.storage.get("type") {
+            if kind.get_ref().as_str() == Some("fs") {
+                if let Some(root) = config.storage.get_mut("root") {
+                    if let Some(r) = root.get_ref().as_str() {
+                        let joined = base.join(r).to_string_lossy().to_string();
+                        *root = toml::Spanned::new(root.span(), toml::Value::String(joined));
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+        for (name, value) in vars {
+            if let Some(key) = name.strip_prefix(STORAGE_ENV_PREFIX) {
+                if key.is_empty() {
+                    continue;
+                }
+                self.storage.insert(
+                    key.to_ascii_lowercase(),
+                    toml::Spanned::new(0..0, toml::Value::String(value)),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[storage]` table as a storage selection, or `None` when absent.
+    pub fn storage_spec(&self) -> Result<Option<StorageSpec>> {
+        let (path, text) = &self.source;
+        if self.storage.is_empty() {
+            return Ok(None);
+        }
+        let kind = self
+            .storage
+            .get("type")
+            .and_then(|v| v.get_ref().as_str().map(str::to_string))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: [storage] needs a string 'type' (fs, s3, memory)",
+                    path.display()
+                )
+            })?;
+        let mut settings = BTreeMap::new();
+        for (key, value) in &self.storage {
+            if key == "type" {
+                continue;
+            }
+            let text = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => bail!(
+                    "{}: line {}: [storage] key '{key}' must be a string, boolean or integer, not {}",
+                    path.display(),
+                    line_of(text, value.span().start),
+                    other.type_str()
+                ),
+            };
+            settings.insert(key.clone(), text);
+        }
+        Ok(Some(StorageSpec { kind, settings }))
+    }
+}
+
+/// The line (1-based) of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_key_and_line() {
+        let (_d, path) = write("[storage]\ntype = \"fs\"\nroot = \"x\"\n\n[[publish]]\nfile = \"a.raw\"\nchunk_sise = 4096\n");
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("c.toml"), "{err}");
+        assert!(err.contains("chunk_sise"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let (_d, path) = write("[[publish]]\nfile = \"a.raw\"\nchunk_size = \"big\"\n");
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("chunk_size"),
+            "{err}"
+        );
+        let (_d, path) = write("[[publish]]\nfile = \"a.raw\"\nchecksum = \"md5\"\n");
+        assert!(Config::load(&path).unwrap_err().to_string().contains("md5"));
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config_and_env_overrides_storage() {
+        let (dir, path) = write("[storage]\ntype = \"fs\"\nroot = \"out\"\n[[publish]]\nfile = \"a.raw\"\nprefix = \"images/\"\n");
+        let mut config = Config::load(&path).unwrap();
+        assert_eq!(config.publish[0].args.file, dir.path().join("a.raw"));
+        assert!(config.publish[0].verify);
+        let spec = config.storage_spec().unwrap().unwrap();
+        assert_eq!(
+            spec.settings["root"],
+            dir.path().join("out").to_string_lossy()
+        );
+        config
+            .apply_env(vec![("AERO_BACKEND_TYPE".to_string(), "memory".to_string())].into_iter())
+            .unwrap();
+        assert_eq!(config.storage_spec().unwrap().unwrap().kind, "memory");
+    }
+}

@@ -1,0 +1,146 @@
+//! Progress on stderr: a bar when stderr is a terminal, plain log lines otherwise.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Reports bytes and chunks done. Cheap to clone.
+#[derive(Clone)]
+pub struct Progress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    total: AtomicU64,
+    done: AtomicU64,
+    chunks: AtomicU64,
+    chunk_total: AtomicU64,
+    phase: Mutex<(&'static str, Instant, Instant)>,
+}
+
+/// How often plain log lines are written.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl Progress {
+    /// A bar when stderr is a terminal and `quiet` is false; log lines when not a terminal.
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {prefix}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            inner: Arc::new(Inner {
+                bar,
+                quiet,
+                total: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                chunks: AtomicU64::new(0),
+                chunk_total: AtomicU64::new(0),
+                phase: Mutex::new(("", now, now)),
+            }),
+        }
+    }
+
+    fn start(&self, phase: &'static str, total: u64, chunk_total: u64) {
+        let inner = &self.inner;
+        inner.total.store(total, Ordering::Relaxed);
+        inner.done.store(0, Ordering::Relaxed);
+        inner.chunks.store(0, Ordering::Relaxed);
+        inner.chunk_total.store(chunk_total, Ordering::Relaxed);
+        let now = Instant::now();
+        *inner.phase.lock().expect("progress poisoned") = (phase, now, now);
+        if let Some(bar) = &inner.bar {
+            bar.reset();
+            bar.set_length(total);
+            bar.set_message(phase);
+        }
+    }
+
+    /// Starts the whole-disk hashing pass.
+    pub fn start_hashing(&self, total: u64) {
+        self.start("hashing", total, 0);
+        self.log(|| format!("hashing {total} bytes to compute the version"));
+    }
+
+    /// Bytes hashed in the hashing pass.
+    pub fn hashed(&self, bytes: u64) {
+        self.advance(bytes, 0);
+    }
+
+    /// Starts the upload pass.
+    pub fn start_upload(&self, total: u64, chunks: u64, prefix: &str, storage: &str) {
+        self.start("publishing", total, chunks);
+        self.log(|| {
+            format!("publishing {total} bytes as {chunks} chunks to {storage} under {prefix}")
+        });
+    }
+
+    /// One chunk of `bytes` stored (or skipped).
+    pub fn chunk_done(&self, bytes: u64) {
+        self.advance(bytes, 1);
+    }
+
+    /// Ends the upload pass.
+    pub fn finish_upload(&self) {
+        if let Some(bar) = &self.inner.bar {
+            bar.finish_and_clear();
+        }
+        let (_, started, _) = *self.inner.phase.lock().expect("progress poisoned");
+        let secs = started.elapsed().as_secs_f64();
+        let done = self.inner.done.load(Ordering::Relaxed);
+        self.log(|| {
+            format!(
+                "stored {} chunks ({done} bytes) in {secs:.1}s",
+                self.inner.chunks.load(Ordering::Relaxed)
+            )
+        });
+    }
+
+    fn advance(&self, bytes: u64, chunks: u64) {
+        let inner = &self.inner;
+        let done = inner.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let chunks_done = inner.chunks.fetch_add(chunks, Ordering::Relaxed) + chunks;
+        let chunk_total = inner.chunk_total.load(Ordering::Relaxed);
+        if let Some(bar) = &inner.bar {
+            bar.set_position(done);
+            if chunk_total > 0 {
+                bar.set_prefix(format!("{chunks_done}/{chunk_total} chunks"));
+            }
+            return;
+        }
+        let mut phase = inner.phase.lock().expect("progress poisoned");
+        if phase.2.elapsed() >= LOG_EVERY {
+            phase.2 = Instant::now();
+            let total = inner.total.load(Ordering::Relaxed);
+            let secs = phase.1.elapsed().as_secs_f64().max(1e-9);
+            let rate = done as f64 / secs / 1e6;
+            let name = phase.0;
+            drop(phase);
+            self.log(|| {
+                format!("{name}: {done}/{total} bytes, {chunks_done}/{chunk_total} chunks, {rate:.1} MB/s")
+            });
+        }
+    }
+
+    fn log(&self, line: impl FnOnce() -> String) {
+        if !self.inner.quiet {
+            let line = line();
+            match &self.inner.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! `aero-host publish`: cut a disk's guest-visible bytes into chunks and store them with the
+//! manifest, meta and latest pointer, in the crash-safe order of SPEC Part 0.
+
+use crate::chunked::{
+    chunk_key, resolve_destination, ChunkEntry, Destination, DestinationRequest, Latest, Manifest,
+    Meta, ObjectKind, MAX_CHUNK_SIZE,
+};
+use crate::objects::{put, recorded_digest, stat, CacheControls};
+use crate::progress::Progress;
+use aero_plugin_api::backend::Storage;
+use aero_plugin_api::{ExtentKind, VirtualDisk};
+use anyhow::{anyhow, bail, Context, Result};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Chunk counts above this are refused (ask for a larger chunk size).
+pub const MAX_CHUNKS: u64 = 500_000;
+
+/// How the version is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeVersion {
+    /// `--image-version` or the prefix decide.
+    #[default]
+    None,
+    /// `sha256-<digest of the whole disk>`.
+    Sha256,
+}
+
+/// Per-chunk digests in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    /// No digests.
+    None,
+    /// sha256 of every chunk.
+    #[default]
+    Sha256,
+}
+
+impl Checksum {
+    fn name(self) -> &'static str {
+        match self {
+            Checksum::None => "none",
+            Checksum::Sha256 => "sha256",
+        }
+    }
+}
+
+/// Everything a publish needs besides the disk and the storage.
+#[derive(Debug, Clone)]
+pub struct PublishPlan {
+    /// Key prefix.
+    pub prefix: String,
+    /// Explicit image id.
+    pub image_id: Option<String>,
+    /// Explicit version.
+    pub image_version: Option<String>,
+    /// Version computation.
+    pub compute_version: ComputeVersion,
+    /// Write `latest.json`.
+    pub publish_latest: bool,
+    /// Cache-Control values.
+    pub cache_control: CacheControls,
+    /// Chunk size.
+    pub chunk_size: u64,
+    /// Per-chunk digests.
+    pub checksum: Checksum,
+    /// Chunks in flight.
+    pub concurrency: usize,
+    /// Skip `meta.json`.
+    pub no_meta: bool,
+    /// File name recorded in `meta.json`.
+    pub original_filename: String,
+}
+
+impl PublishPlan {
+    /// Checks the options (SPEC 1.10 step 1).
+    pub fn validate(&self) -> Result<()> {
+        if self.chunk_size == 0 || self.chunk_size % 512 != 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            bail!(
+                "--chunk-size {} must be a positive multiple of 512 and at most {MAX_CHUNK_SIZE} (64 MiB)",
+                self.chunk_size
+            );
+        }
+        if self.concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        self.cache_control.validate()
+    }
+}
+
+/// The one-object summary of a publish (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishSummary {
+    /// Image id.
+    pub image_id: String,
+    /// Version.
+    pub version: String,
+    /// Where the storage is.
+    pub storage: String,
+    /// Manifest key.
+    pub manifest_key: String,
+    /// Meta key, unless `--no-meta`.
+    pub meta_key: Option<String>,
+    /// Latest key, with `--publish-latest`.
+    pub latest_key: Option<String>,
+    /// Guest-visible size.
+    pub total_size: u64,
+    /// Chunk size.
+    pub chunk_size: u64,
+    /// Number of chunks.
+    pub chunk_count: u64,
+    /// Bytes read from the image.
+    pub bytes_read: u64,
+    /// Bytes uploaded (data chunks actually written; zero objects cost nothing).
+    pub bytes_uploaded: u64,
+    /// Chunks that are all zeros.
+    pub zero_chunks: u64,
+    /// Chunks already stored by an earlier run and skipped.
+    pub skipped_chunks: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// What happened to one chunk.
+struct ChunkOutcome {
+    entry: ChunkEntry,
+    read: u64,
+    uploaded: u64,
+    skipped: bool,
+}
+
+/// Shared state of one publish.
+struct Job {
+    storage: Arc<Storage>,
+    disk: Arc<dyn VirtualDisk>,
+    plan: PublishPlan,
+    destination: Destination,
+    total_size: u64,
+    precomputed: Option<Vec<ChunkDigest>>,
+    zero_digests: Mutex<HashMap<u64, String>>,
+    progress: Progress,
+}
+
+/// A chunk's digest and whether it is all zeros, known before uploading.
+#[derive(Clone)]
+struct ChunkDigest {
+    sha256: String,
+    zero: bool,
+}
+
+/// Publishes `disk` to `storage` as `plan` says.
+pub async fn publish(
+    storage: Arc<Storage>,
+    disk: Arc<dyn VirtualDisk>,
+    plan: PublishPlan,
+    progress: Progress,
+) -> Result<PublishSummary> {
+    let started = Instant::now();
+    plan.validate()?;
+    let total_size = disk.capacity();
+    if total_size == 0 {
+        bail!("virtual disk size must be > 0");
+    }
+    if total_size % 512 != 0 {
+        bail!("virtual disk size {total_size} is not a multiple of 512 bytes");
+    }
+    let chunk_count = total_size.div_ceil(plan.chunk_size);
+    if chunk_count > MAX_CHUNKS {
+        bail!(
+            "the disk would have {chunk_count} chunks, more than {MAX_CHUNKS}: use a larger --chunk-size"
+        );
+    }
+
+    let mut bytes_read = 0;
+    let (computed_version, precomputed) = match plan.compute_version {
+        ComputeVersion::None => (None, None),
+        ComputeVersion::Sha256 => {
+            let disk = Arc::clone(&disk);
+            let chunk_size = plan.chunk_size;
+            let progress = progress.clone();
+            let (version, digests, read) = tokio::task::spawn_blocking(move || {
+                hash_disk(disk.as_ref(), chunk_size, &progress)
+            })
+            .await
+            .context("hashing the disk")??;
+            bytes_read += read;
+            (Some(version), Some(digests))
+        }
+    };
+    let destination = resolve_destination(&DestinationRequest {
+        prefix: &plan.prefix,
+        image_id: plan.image_id.as_deref(),
+        image_version: plan.image_version.as_deref(),
+        computed_version: computed_version.as_deref(),
+    })?;
+    progress.start_upload(
+        total_size,
+        chunk_count,
+        &destination.version_prefix,
+        &storage.description,
+    );
+
+    let concurrency = plan.concurrency;
+    let job = Arc::new(Job {
+        storage: Arc::clone(&storage),
+        disk,
+        plan,
+        destination: destination.clone(),
+        total_size,
+        precomputed,
+        zero_digests: Mutex::new(HashMap::new()),
+        progress: progress.clone(),
+    });
+    let outcomes: Vec<ChunkOutcome> = stream::iter(0..chunk_count)
+        .map(|index| {
+            let job = Arc::clone(&job);
+            async move { job.publish_chunk(index).await }
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+    let plan = &job.plan;
+
+    let mut summary = PublishSummary {
+        image_id: destination.image_id.clone(),
+        version: destination.version.clone(),
+        storage: storage.description.clone(),
+        manifest_key: destination.manifest_key(),
+        meta_key: (!plan.no_meta).then(|| destination.meta_key()),
+        latest_key: plan.publish_latest.then(|| destination.latest_key()),
+        total_size,
+        chunk_size: plan.chunk_size,
+        chunk_count,
+        bytes_read,
+        bytes_uploaded: 0,
+        zero_chunks: 0,
+        skipped_chunks: 0,
+        seconds: 0.0,
+    };
+    let mut entries = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        summary.bytes_read += outcome.read;
+        summary.bytes_uploaded += outcome.uploaded;
+        summary.zero_chunks += u64::from(outcome.entry.zero);
+        summary.skipped_chunks += u64::from(outcome.skipped);
+        entries.push(outcome.entry);
+    }
+    progress.finish_upload();
+
+    let manifest = Manifest::new(
+        &destination.image_id,
+        &destination.version,
+        total_size,
+        plan.chunk_size,
+        entries,
+    );
+    let cc = &plan.cache_control;
+    put(
+        &storage,
+        &destination.manifest_key(),
+        manifest.to_json(),
+        &cc.meta(ObjectKind::Manifest),
+        None,
+    )
+    .await?;
+    if !plan.no_meta {
+        let meta = Meta {
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            original_filename: plan.original_filename.clone(),
+            total_size,
+            chunk_size: plan.chunk_size,
+            chunk_count,
+            checksum_algorithm: plan.checksum.name().to_string(),
+        };
+        put(
+            &storage,
+            &destination.meta_key(),
+            meta.to_json(),
+            &cc.meta(ObjectKind::Meta),
+            None,
+        )
+        .await?;
+    }
+    if plan.publish_latest {
+        let latest = Latest::new(
+            &destination.image_id,
+            &destination.version,
+            &destination.manifest_key(),
+        );
+        put(
+            &storage,
+            &destination.latest_key(),
+            latest.to_json(),
+            &cc.meta(ObjectKind::Latest),
+            None,
+        )
+        .await?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reads the whole disk once: the `sha256-…` version and every chunk's digest, hashing the
+/// stream on one core and the chunks on the other.
+fn hash_disk(
+    disk: &dyn VirtualDisk,
+    chunk_size: u64,
+    progress: &Progress,
+) -> Result<(String, Vec<ChunkDigest>, u64)> {
+    let total = disk.capacity();
+    let count = total.div_ceil(chunk_size);
+    progress.start_hashing(total);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Vec<u8>>, bool)>(2);
+    std::thread::scope(|scope| {
+        let chunk_hasher = scope.spawn(move || {
+            let mut zero_digests: HashMap<usize, String> = HashMap::new();
+            rx.into_iter()
+                .map(|(bytes, zero)| {
+                    let sha256 = if zero {
+                        zero_digests
+                            .entry(bytes.len())
+                            .or_insert_with(|| hex::encode(Sha256::digest(&bytes[..])))
+                            .clone()
+                    } else {
+                        hex::encode(Sha256::digest(&bytes[..]))
+                    };
+                    ChunkDigest { sha256, zero }
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut whole = Sha256::new();
+        let mut read = 0;
+        let zeros = Arc::new(vec![0u8; chunk_size as usize]);
+        for index in 0..count {
+            let offset = index * chunk_size;
+            let len = chunk_size.min(total - offset);
+            let zero = is_zero_range(disk, offset, len)?;
+            let bytes = if zero {
+                Arc::new(zeros[..len as usize].to_vec())
+            } else {
+                let mut buf = vec![0u8; len as usize];
+                disk.read_at(offset, &mut buf).map_err(|e| anyhow!("{e}"))?;
+                read += len;
+                Arc::new(buf)
+            };
+            whole.update(&bytes[..]);
+            progress.hashed(len);
+            if tx.send((bytes, zero)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let digests = chunk_hasher
+            .join()
+            .map_err(|_| anyhow!("chunk hasher panicked"))?;
+        Ok((
+            format!("sha256-{}", hex::encode(whole.finalize())),
+            digests,
+            read,
+        ))
+    })
+}
+
+/// Whether the format reports `[offset, offset+len)` as entirely zero.
+fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> {
+    Ok(disk
+        .block_status(offset, len)
+        .map_err(|e| anyhow!("{e}"))?
+        .iter()
+        .all(|e| e.kind == ExtentKind::Zero))
+}
+
+/// A chunk's bytes as read for upload.
+enum ChunkBytes {
+    Zero,
+    Data(Vec<u8>),
+}
+
+impl Job {
+    fn zero_digest(&self, len: u64) -> String {
+        let mut cache = self
+            .zero_digests
+            .lock()
+            .expect("zero digest cache poisoned");
+        cache
+            .entry(len)
+            .or_insert_with(|| hex::encode(Sha256::digest(vec![0u8; len as usize])))
+            .clone()
+    }
+
+    async fn publish_chunk(self: Arc<Self>, index: u64) -> Result<ChunkOutcome> {
+        let offset = index * self.plan.chunk_size;
+        let len = self.plan.chunk_size.min(self.total_size - offset);
+        let key = chunk_key(&self.destination.version_prefix, index);
+        let want_digest = self.plan.checksum == Checksum::Sha256;
+        let existing = stat(&self.storage, &key).await?;
+        let known = self.precomputed.as_ref().map(|d| d[index as usize].clone());
+
+        // A re-run with digests known up front skips stored chunks without reading them.
+        if let (Some(meta), Some(known)) = (&existing, &known) {
+            if meta.content_length() == len
+                && recorded_digest(meta).as_deref() == Some(known.sha256.as_str())
+            {
+                self.progress.chunk_done(len);
+                return Ok(self.outcome(len, Some(known.sha256.clone()), known.zero, 0, 0, true));
+            }
+        }
+
+        let job = Arc::clone(&self);
+        let need_hash = known.is_none() && (want_digest || existing.is_some());
+        let (bytes, computed) =
+            tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
+                if known.as_ref().is_some_and(|k| k.zero)
+                    || is_zero_range(job.disk.as_ref(), offset, len)?
+                {
+                    return Ok((ChunkBytes::Zero, None));
+                }
+                let mut buf = vec![0u8; len as usize];
+                job.disk
+                    .read_at(offset, &mut buf)
+                    .map_err(|e| anyhow!("reading chunk {index} at offset {offset}: {e}"))?;
+                let digest = need_hash.then(|| hex::encode(Sha256::digest(&buf)));
+                Ok((ChunkBytes::Data(buf), digest))
+            })
+            .await
+            .context("chunk reader stopped")??;
+
+        let zero = matches!(bytes, ChunkBytes::Zero);
+        let digest = match (&bytes, computed) {
+            (_, Some(d)) => Some(d),
+            (ChunkBytes::Zero, None) if want_digest || existing.is_some() => {
+                Some(self.zero_digest(len))
+            }
+            _ => self
+                .precomputed
+                .as_ref()
+                .map(|d| d[index as usize].sha256.clone()),
+        };
+        let read = if zero { 0 } else { len };
+
+        if let (Some(meta), Some(digest)) = (&existing, &digest) {
+            if meta.content_length() == len
+                && self.stored_digest(&key, meta).await?.as_deref() == Some(digest.as_str())
+            {
+                self.progress.chunk_done(len);
+                return Ok(self.outcome(len, Some(digest.clone()), zero, read, 0, true));
+            }
+        }
+
+        let meta = self.plan.cache_control.meta(ObjectKind::Chunk);
+        let uploaded = match (bytes, &self.storage.zero_objects) {
+            (ChunkBytes::Zero, Some(zero_objects)) => {
+                zero_objects
+                    .write_zero(&self.storage.operator, &key, len, &meta)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                0
+            }
+            (ChunkBytes::Zero, None) => {
+                put(
+                    &self.storage,
+                    &key,
+                    vec![0u8; len as usize],
+                    &meta,
+                    digest.as_deref(),
+                )
+                .await?;
+                len
+            }
+            (ChunkBytes::Data(buf), _) => {
+                put(&self.storage, &key, buf, &meta, digest.as_deref()).await?;
+                len
+            }
+        };
+        self.progress.chunk_done(len);
+        Ok(self.outcome(len, digest, zero, read, uploaded, false))
+    }
+
+    fn outcome(
+        &self,
+        len: u64,
+        digest: Option<String>,
+        zero: bool,
+        read: u64,
+        uploaded: u64,
+        skipped: bool,
+    ) -> ChunkOutcome {
+        ChunkOutcome {
+            entry: ChunkEntry {
+                size: Some(len),
+                sha256: if self.plan.checksum == Checksum::Sha256 {
+                    digest
+                } else {
+                    None
+                },
+                zero,
+            },
+            read,
+            uploaded,
+            skipped,
+        }
+    }
+
+    /// The digest of a stored object: from its metadata, else by reading it back.
+    async fn stored_digest(
+        &self,
+        key: &str,
+        meta: &aero_plugin_api::backend::opendal::Metadata,
+    ) -> Result<Option<String>> {
+        if let Some(d) = recorded_digest(meta) {
+            return Ok(Some(d));
+        }
+        let bytes = self
+            .storage
+            .operator
+            .read(key)
+            .await
+            .with_context(|| format!("reading back {key}"))?;
+        Ok(Some(hex::encode(Sha256::digest(bytes.to_vec()))))
+    }
+}
