@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AERO_STORAGE")]
     storage: Option<String>,
     /// Logging filter (e.g. info, debug, aero_host=debug); RUST_LOG wins when set.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(long, global = true, default_value = "warn,opendal=error")]
     log_level: String,
     #[command(subcommand)]
     command: Command,

@@ -36,12 +36,7 @@ impl SparseDisk {
                 )));
             }
         }
-        let mut raw = vec![0u8; (header.table_entries * 8) as usize];
-        source.read_at(HEADER_SIZE, &mut raw)?;
-        let table: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|e| u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]))
-            .collect();
+        let table = read_table(source.as_ref(), header.table_entries)?;
         check_table(&header, &table).map_err(corrupt)?;
         Ok(SparseDisk {
             source,
@@ -60,6 +55,27 @@ impl SparseDisk {
             _ => Err(Error::out_of_bounds(offset, len, self.header.disk_size)),
         }
     }
+}
+
+/// Reads `entries` little-endian table entries in pieces, so the raw bytes are never held
+/// alongside the whole table.
+fn read_table(source: &dyn ByteSource, entries: u64) -> Result<Vec<u64>> {
+    const PIECE_ENTRIES: u64 = 128 * 1024;
+    let mut table = Vec::with_capacity(entries as usize);
+    let mut raw = vec![0u8; (PIECE_ENTRIES.min(entries) * 8) as usize];
+    let mut done = 0;
+    while done < entries {
+        let n = PIECE_ENTRIES.min(entries - done);
+        let piece = &mut raw[..(n * 8) as usize];
+        source.read_at(HEADER_SIZE + done * 8, piece)?;
+        table.extend(
+            piece
+                .chunks_exact(8)
+                .map(|e| u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]])),
+        );
+        done += n;
+    }
+    Ok(table)
 }
 
 /// Checks every allocated entry: inside the data region, aligned, in a distinct slot.

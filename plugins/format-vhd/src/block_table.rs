@@ -79,7 +79,7 @@ impl BlockTable {
 
     fn check_blocks(&self, name: &str, data_start: u64, footer_start: u64) -> Result<()> {
         let stride = self.bitmap_size + self.block_size;
-        let mut starts = Vec::new();
+        let mut starts: Vec<u32> = Vec::new();
         for (block, &entry) in self.entries.iter().enumerate() {
             if entry == UNALLOCATED {
                 continue;
@@ -90,13 +90,18 @@ impl BlockTable {
                     "{name}: VHD block {block} at offset {start} ({stride} bytes with its bitmap) lies outside the data area [{data_start}, {footer_start})"
                 )));
             }
-            starts.push(start);
+            starts.push(entry);
         }
         starts.sort_unstable();
-        if let Some(pair) = starts.windows(2).find(|w| w[0] + stride > w[1]) {
+        let stride_sectors = stride / 512;
+        if let Some(pair) = starts
+            .windows(2)
+            .find(|w| u64::from(w[0]) + stride_sectors > u64::from(w[1]))
+        {
             return Err(Error::corrupt(format!(
                 "{name}: VHD blocks at offsets {} and {} overlap",
-                pair[0], pair[1]
+                u64::from(pair[0]) * 512,
+                u64::from(pair[1]) * 512
             )));
         }
         Ok(())
