@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::convert::Target;
-use crate::plugins::Catalogue;
+use crate::plugins::{Catalogue, LibrarySelection};
 use crate::progress::Progress;
 use crate::publish::{publish as publish_disk, PublishSummary};
 use crate::publish_args::PublishArgs;
@@ -63,6 +63,12 @@ pub enum PluginsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the conformance suite against the plugins loaded with --plugin.
+    Test {
+        /// Fixture images plus expected.tsv (default: the built-in fixture set).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
     },
 }
 
@@ -188,8 +194,8 @@ fn open_image(
 }
 
 /// `aero-host inspect`.
-pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
-    let catalogue = Catalogue::builtin()?;
+pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
+    let catalogue = Catalogue::load(libs)?;
     let opened = open_image(
         &catalogue,
         &args.image,
@@ -208,8 +214,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
 }
 
 /// `aero-host convert`.
-pub fn convert(args: ConvertArgs) -> Result<ExitCode> {
-    let catalogue = Catalogue::builtin()?;
+pub fn convert(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
+    let catalogue = Catalogue::load(libs)?;
     let opened = open_image(
         &catalogue,
         &args.image,
@@ -235,8 +241,8 @@ pub fn convert(args: ConvertArgs) -> Result<ExitCode> {
 }
 
 /// `aero-host plugins ...`.
-pub fn plugins(cmd: PluginsCommand) -> Result<ExitCode> {
-    let catalogue = Catalogue::builtin()?;
+pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode> {
+    let catalogue = Catalogue::load(libs)?;
     match cmd {
         PluginsCommand::List { json } => {
             let rows = catalogue.rows();
@@ -256,8 +262,44 @@ pub fn plugins(cmd: PluginsCommand) -> Result<ExitCode> {
                 }
             }
         }
+        PluginsCommand::Test { fixtures } => return test_plugins(&catalogue, fixtures.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `aero-host plugins test`: the conformance suite against every library plugin.
+fn test_plugins(catalogue: &Catalogue, fixtures: Option<&Path>) -> Result<ExitCode> {
+    use aero_plugin_api::conformance::{run, Fixtures};
+    let plugins = catalogue.library_formats();
+    if plugins.is_empty() {
+        bail!("no plugin to test: pass --plugin PATH (a format plugin library)");
+    }
+    let fixtures = match fixtures {
+        Some(dir) => Fixtures::load(dir).map_err(|e| anyhow!("{e}"))?,
+        None => Fixtures::builtin(),
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (format, path) in plugins {
+        println!(
+            "testing format plugin '{}' {} from {path}",
+            format.name(),
+            format.version()
+        );
+        for outcome in run(format, &fixtures) {
+            println!("{outcome}");
+            if outcome.passed {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -369,8 +411,12 @@ fn storage_for(catalogue: &Catalogue, spec: &StorageSpec, retries: usize) -> Res
 }
 
 /// `aero-host publish`.
-pub fn publish(cmd: PublishCommand, cli_storage: Option<&str>) -> Result<ExitCode> {
-    let catalogue = Catalogue::builtin()?;
+pub fn publish(
+    cmd: PublishCommand,
+    cli_storage: Option<&str>,
+    libs: &LibrarySelection,
+) -> Result<ExitCode> {
+    let catalogue = Catalogue::load(libs)?;
     let spec = pick_storage(cli_storage, cmd.s3.spec()?, None)?;
     let storage = storage_for(&catalogue, &spec, cmd.args.retries)?;
     runtime()?.block_on(async {
@@ -423,7 +469,11 @@ fn parse_header(raw: &str) -> Result<(String, String)> {
 }
 
 /// `aero-host verify`.
-pub fn verify(args: VerifyArgs, cli_storage: Option<&str>) -> Result<ExitCode> {
+pub fn verify(
+    args: VerifyArgs,
+    cli_storage: Option<&str>,
+    libs: &LibrarySelection,
+) -> Result<ExitCode> {
     let options = VerifyOptions {
         image_id: args.image_id.clone(),
         image_version: args.image_version.clone(),
@@ -451,7 +501,7 @@ pub fn verify(args: VerifyArgs, cli_storage: Option<&str>) -> Result<ExitCode> {
         }
         VerifySource::File(file.clone())
     } else {
-        let catalogue = Catalogue::builtin()?;
+        let catalogue = Catalogue::load(libs)?;
         let spec = pick_storage(cli_storage, args.s3.spec()?, None)?;
         if args.prefix.is_none() && args.manifest_key.is_none() {
             bail!("verifying from storage needs --prefix or --manifest-key");
@@ -474,9 +524,18 @@ pub fn verify(args: VerifyArgs, cli_storage: Option<&str>) -> Result<ExitCode> {
 }
 
 /// `aero-host run CONFIG`: every publish, then the verifications.
-pub fn run(path: &Path, cli_storage: Option<&str>, json: bool) -> Result<ExitCode> {
+pub fn run(
+    path: &Path,
+    cli_storage: Option<&str>,
+    json: bool,
+    libs: &LibrarySelection,
+) -> Result<ExitCode> {
     let config = Config::load(path)?;
-    let catalogue = Catalogue::builtin()?;
+    let mut libs = libs.clone();
+    libs.paths.extend(config.plugins.paths.iter().cloned());
+    libs.dir = config.plugins.dir.clone();
+    libs.prefer_library = config.plugins.prefer_library.clone();
+    let catalogue = Catalogue::load(&libs)?;
     let spec = pick_storage(cli_storage, None, config.storage_spec()?)?;
     let retries = config
         .publish

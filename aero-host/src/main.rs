@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Counts allocations per thread, so `plugins test` can check a plugin's allocation bound.
+#[global_allocator]
+static ALLOCATOR: aero_plugin_api::conformance::CountingAllocator =
+    aero_plugin_api::conformance::CountingAllocator::new();
+
 /// Publish, verify and serve virtual-machine disk images from any storage backend.
 #[derive(Debug, Parser)]
 #[command(name = "aero-host", version, about)]
@@ -24,6 +29,9 @@ pub struct Cli {
     /// Storage to use: fs:PATH, memory:, or s3://BUCKET[/ROOT]?endpoint=URL&region=R&force_path_style=true.
     #[arg(long, global = true, env = "AERO_STORAGE")]
     storage: Option<String>,
+    /// Load a format plugin from a shared library (repeatable).
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    plugins: Vec<PathBuf>,
     /// Logging filter (e.g. info, debug, aero_host=debug); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "warn,opendal=error")]
     log_level: String,
@@ -63,13 +71,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let libs = plugins::LibrarySelection {
+        paths: cli.plugins.clone(),
+        ..Default::default()
+    };
+    let storage = cli.storage.as_deref();
     let result = match cli.command {
-        Command::Inspect(args) => commands::inspect(args),
-        Command::Convert(args) => commands::convert(args),
-        Command::Plugins(cmd) => commands::plugins(cmd),
-        Command::Publish(args) => commands::publish(args, cli.storage.as_deref()),
-        Command::Verify(args) => commands::verify(args, cli.storage.as_deref()),
-        Command::Run { config, json } => commands::run(&config, cli.storage.as_deref(), json),
+        Command::Inspect(args) => commands::inspect(args, &libs),
+        Command::Convert(args) => commands::convert(args, &libs),
+        Command::Plugins(cmd) => commands::plugins(cmd, &libs),
+        Command::Publish(args) => commands::publish(args, storage, &libs),
+        Command::Verify(args) => commands::verify(args, storage, &libs),
+        Command::Run { config, json } => commands::run(&config, storage, json, &libs),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,388 @@
+//! `aero-host serve` options: CLI flags, `[serve]` config keys and `AERO_STORAGE_*` environment
+//! fallbacks (SPEC 3.2), resolved into [`Settings`].
+
+use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Every serve option; each is a CLI flag and a `[serve]` key. Unset options fall back to the
+/// environment, then to the default.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeArgs {
+    /// Address to listen on [env AERO_STORAGE_LISTEN_ADDR; default 0.0.0.0:8080].
+    #[arg(long)]
+    pub listen_addr: Option<String>,
+    /// Allowed CORS origin (repeatable or comma list; `*` = any) [env AERO_STORAGE_CORS_ORIGIN].
+    #[arg(long = "cors-origin", value_delimiter = ',')]
+    #[serde(alias = "cors_origins")]
+    pub cors_origin: Vec<String>,
+    /// same-origin, same-site or cross-origin [env AERO_STORAGE_CROSS_ORIGIN_RESOURCE_POLICY; default same-site].
+    #[arg(long)]
+    pub cross_origin_resource_policy: Option<String>,
+    /// Key prefix under which published images live [env AERO_STORAGE_IMAGES_PREFIX; default images/].
+    #[arg(long, alias = "images-root")]
+    #[serde(alias = "images_root")]
+    pub images_prefix: Option<String>,
+    /// Key of the optional catalog of raw images [env AERO_STORAGE_CATALOG_KEY; default manifest.json].
+    #[arg(long)]
+    pub catalog_key: Option<String>,
+    /// Fail when the catalog is missing [env AERO_STORAGE_REQUIRE_MANIFEST].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_manifest: Option<bool>,
+    /// Log filter of the server [env AERO_STORAGE_LOG_LEVEL; default info]; RUST_LOG wins.
+    #[arg(skip)]
+    pub log_level: Option<String>,
+    /// Bytes/chunked requests served at once; 0 = unlimited [env AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS; default 64].
+    #[arg(long)]
+    pub max_concurrent_bytes_requests: Option<usize>,
+    /// Largest single range in bytes [env AERO_STORAGE_MAX_RANGE_BYTES; default 8388608].
+    #[arg(long)]
+    pub max_range_bytes: Option<u64>,
+    /// Largest chunk object served [env AERO_STORAGE_MAX_CHUNK_BYTES; default 67108864].
+    #[arg(long)]
+    pub max_chunk_bytes: Option<u64>,
+    /// max-age of public bytes responses [env AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS; default 3600].
+    #[arg(long)]
+    pub public_cache_max_age_secs: Option<u64>,
+    /// Access-Control-Max-Age of preflights [env AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS; default 86400].
+    #[arg(long)]
+    pub cors_preflight_max_age_secs: Option<u64>,
+    /// Serve the bytes endpoint to Range GETs only [env AERO_STORAGE_REQUIRE_RANGE].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub require_range: Option<bool>,
+    /// Do not mount /metrics [env AERO_STORAGE_DISABLE_METRICS].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_metrics: Option<bool>,
+    /// Bearer token /metrics requires [env AERO_STORAGE_METRICS_AUTH_TOKEN].
+    #[arg(long)]
+    pub metrics_auth_token: Option<String>,
+    /// How long parsed latest.json pointers, manifests, the catalog and stats are reused, in
+    /// milliseconds [env AERO_STORAGE_CACHE_TTL_MS; default 2000].
+    #[arg(long)]
+    pub cache_ttl_ms: Option<u64>,
+    /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [env AERO_STORAGE_SHUTDOWN_GRACE_SECS; default 30].
+    #[arg(long)]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// CORS mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsMode {
+    /// `Access-Control-Allow-Origin: *`, no credentials.
+    Wildcard,
+    /// Only these (normalised) origins, with credentials.
+    Allowlist(Vec<String>),
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen_addr: SocketAddr,
+    pub cors: CorsMode,
+    pub corp: String,
+    pub images_prefix: String,
+    pub catalog_key: String,
+    pub require_manifest: bool,
+    pub max_concurrent: usize,
+    pub max_range_bytes: u64,
+    pub max_chunk_bytes: u64,
+    pub public_max_age: u64,
+    pub preflight_max_age: u64,
+    pub require_range: bool,
+    pub disable_metrics: bool,
+    pub metrics_token: Option<String>,
+    pub cache_ttl: Duration,
+    pub shutdown_grace: Duration,
+    pub metrics_max_ids: usize,
+    pub version: String,
+    pub git_sha: String,
+    pub built_at: String,
+}
+
+/// Parses the boolean words of SPEC 3.2.
+pub fn parse_bool_word(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Some(true),
+        "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Normalises an origin for comparison: trimmed, no trailing `/`, lowercase.
+pub fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The first set, non-empty variable among `names`.
+    fn first(&self, names: &[&str]) -> Option<(String, String)> {
+        names.iter().find_map(|n| {
+            (self.get)(n)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (n.to_string(), v))
+        })
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+        match self.first(&[name]) {
+            None => Ok(None),
+            Some((n, v)) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| anyhow!("{n}='{v}' is not a valid number")),
+        }
+    }
+
+    fn boolean(&self, name: &str) -> Result<Option<bool>> {
+        match self.first(&[name]) {
+            None => Ok(None),
+            Some((n, v)) => parse_bool_word(&v)
+                .map(Some)
+                .ok_or_else(|| anyhow!("{n}='{v}' is not a boolean (true/false, 1/0, yes/no, on/off)")),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Resolves the options with the process environment.
+    pub fn resolve(&self) -> Result<Settings> {
+        self.resolve_with(&|n| std::env::var(n).ok())
+    }
+
+    /// Resolves the options with `get` as the environment.
+    pub fn resolve_with(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
+        let env = Env { get };
+        let listen_addr = match &self.listen_addr {
+            Some(a) => a
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("listen address '{a}' is not HOST:PORT"))?,
+            None => {
+                let mut addr = None;
+                for name in [
+                    "AERO_STORAGE_LISTEN_ADDR",
+                    "AERO_BIND",
+                    "AERO_STORAGE_SERVER_ADDR",
+                    "AERO_STORAGE_SERVER_LISTEN_ADDR",
+                ] {
+                    if let Some((n, v)) = env.first(&[name]) {
+                        match v.trim().parse() {
+                            Ok(a) => {
+                                addr = Some(a);
+                                break;
+                            }
+                            Err(_) => tracing::warn!("{n}='{v}' is not HOST:PORT; ignored"),
+                        }
+                    }
+                }
+                addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)))
+            }
+        };
+        let origins: Vec<String> = if self.cors_origin.is_empty() {
+            env.first(&[
+                "AERO_STORAGE_CORS_ORIGIN",
+                "AERO_STORAGE_SERVER_CORS_ORIGIN",
+            ])
+            .map(|(_, v)| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+        } else {
+            self.cors_origin.clone()
+        };
+        let origins: Vec<String> = origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .collect();
+        let cors = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            CorsMode::Wildcard
+        } else {
+            CorsMode::Allowlist(origins.iter().map(|o| normalize_origin(o)).collect())
+        };
+        let corp = self
+            .cross_origin_resource_policy
+            .clone()
+            .or_else(|| {
+                env.first(&[
+                    "AERO_STORAGE_CROSS_ORIGIN_RESOURCE_POLICY",
+                    "AERO_STORAGE_CORP",
+                    "AERO_STORAGE_SERVER_CROSS_ORIGIN_RESOURCE_POLICY",
+                ])
+                .map(|(_, v)| v)
+            })
+            .unwrap_or_else(|| "same-site".into())
+            .trim()
+            .to_string();
+        if !matches!(corp.as_str(), "same-origin" | "same-site" | "cross-origin") {
+            bail!("cross-origin resource policy '{corp}' must be same-origin, same-site or cross-origin");
+        }
+        let images_prefix = self
+            .images_prefix
+            .clone()
+            .or_else(|| {
+                env.first(&["AERO_STORAGE_IMAGES_PREFIX", "AERO_STORAGE_IMAGE_ROOT"])
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or_else(|| "images/".into());
+        let images_prefix = crate::chunked::normalize_prefix(images_prefix.trim());
+        let catalog_key = self
+            .catalog_key
+            .clone()
+            .or_else(|| env.first(&["AERO_STORAGE_CATALOG_KEY"]).map(|(_, v)| v))
+            .unwrap_or_else(|| "manifest.json".into())
+            .trim()
+            .trim_start_matches('/')
+            .to_string();
+        if catalog_key.is_empty() || catalog_key.ends_with('/') {
+            bail!("catalog key '{catalog_key}' must name an object");
+        }
+        let metrics_token = self
+            .metrics_auth_token
+            .clone()
+            .or_else(|| {
+                env.first(&["AERO_STORAGE_METRICS_AUTH_TOKEN"])
+                    .map(|(_, v)| v)
+            })
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        let max_chunk_bytes = match self.max_chunk_bytes {
+            Some(v) => v,
+            None => env
+                .num("AERO_STORAGE_MAX_CHUNK_BYTES")?
+                .unwrap_or(crate::chunked::MAX_CHUNK_SIZE),
+        };
+        let git_sha = env
+            .first(&["AERO_STORAGE_SERVER_GIT_SHA", "GIT_SHA"])
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "dev".into());
+        Ok(Settings {
+            listen_addr,
+            cors,
+            corp,
+            images_prefix,
+            catalog_key,
+            require_manifest: opt(
+                self.require_manifest,
+                env.boolean("AERO_STORAGE_REQUIRE_MANIFEST")?,
+                false,
+            ),
+            max_concurrent: opt(
+                self.max_concurrent_bytes_requests,
+                env.num("AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS")?,
+                64,
+            ),
+            max_range_bytes: opt(
+                self.max_range_bytes,
+                env.num("AERO_STORAGE_MAX_RANGE_BYTES")?,
+                8 * 1024 * 1024,
+            ),
+            max_chunk_bytes,
+            public_max_age: opt(
+                self.public_cache_max_age_secs,
+                env.num("AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS")?,
+                3600,
+            ),
+            preflight_max_age: opt(
+                self.cors_preflight_max_age_secs,
+                env.num("AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS")?,
+                86400,
+            ),
+            require_range: opt(
+                self.require_range,
+                env.boolean("AERO_STORAGE_REQUIRE_RANGE")?,
+                false,
+            ),
+            disable_metrics: opt(
+                self.disable_metrics,
+                env.boolean("AERO_STORAGE_DISABLE_METRICS")?,
+                false,
+            ),
+            metrics_token,
+            cache_ttl: Duration::from_millis(opt(
+                self.cache_ttl_ms,
+                env.num("AERO_STORAGE_CACHE_TTL_MS")?,
+                2000,
+            )),
+            shutdown_grace: Duration::from_secs(opt(
+                self.shutdown_grace_secs,
+                env.num("AERO_STORAGE_SHUTDOWN_GRACE_SECS")?,
+                30,
+            )),
+            metrics_max_ids: env.num("AERO_IMAGE_METRICS_MAX_IDS")?.unwrap_or(100),
+            version: env
+                .first(&["AERO_STORAGE_SERVER_VERSION"])
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+            git_sha,
+            built_at: env
+                .first(&["AERO_STORAGE_SERVER_BUILD_TIMESTAMP", "BUILD_TIMESTAMP"])
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The log filter: `--log-level` given explicitly, else `[serve] log_level`, else
+    /// `AERO_STORAGE_LOG_LEVEL`, else `info`.
+    pub fn log_filter(&self) -> String {
+        self.log_level
+            .clone()
+            .or_else(|| std::env::var("AERO_STORAGE_LOG_LEVEL").ok())
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "info,opendal=error".into())
+    }
+}
+
+fn opt<T>(given: Option<T>, env: Option<T>, default: T) -> T {
+    given.or(env).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_defaults() {
+        let env = |n: &str| match n {
+            "AERO_STORAGE_MAX_RANGE_BYTES" => Some("100".to_string()),
+            "AERO_BIND" => Some("127.0.0.1:9".to_string()),
+            "AERO_STORAGE_LISTEN_ADDR" => Some("bogus".to_string()),
+            "AERO_STORAGE_REQUIRE_RANGE" => Some("on".to_string()),
+            "AERO_STORAGE_CORS_ORIGIN" => Some("https://A.example/, https://b.example".to_string()),
+            _ => None,
+        };
+        let args = ServeArgs {
+            max_range_bytes: None,
+            max_chunk_bytes: Some(5),
+            ..Default::default()
+        };
+        let s = args.resolve_with(&env).unwrap();
+        assert_eq!(s.max_range_bytes, 100);
+        assert_eq!(s.max_chunk_bytes, 5);
+        assert_eq!(s.listen_addr.to_string(), "127.0.0.1:9");
+        assert!(s.require_range);
+        assert_eq!(
+            s.cors,
+            CorsMode::Allowlist(vec![
+                "https://a.example".into(),
+                "https://b.example".into()
+            ])
+        );
+        assert_eq!(s.images_prefix, "images/");
+        assert_eq!(s.corp, "same-site");
+        let bad = ServeArgs {
+            cross_origin_resource_policy: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve_with(&|_| None).is_err());
+        let s = ServeArgs::default().resolve_with(&|_| None).unwrap();
+        assert_eq!(s.max_chunk_bytes, 64 * 1024 * 1024);
+        assert_eq!(s.cors, CorsMode::Wildcard);
+    }
+}
