@@ -230,14 +230,15 @@ impl Suite<'_> {
         };
         let owned = fixture.clone();
         let opened = guarded(self.limits.check_timeout, move || {
-            checks::open(&registry, &owned, true).map_err(|e| e.to_string())
+            let disk = checks::open(&registry, &owned, true).map_err(|e| e.to_string())?;
+            let info = disk.info();
+            Ok((disk, info))
         })
         .and_then(|result| result);
-        let disk = match opened {
-            Ok(disk) => disk,
+        let (disk, info) = match opened {
+            Ok(opened) => opened,
             Err(e) => return push("open", Err(e)),
         };
-        let info = disk.info();
         push(
             "open",
             Ok(format!(

@@ -1,0 +1,1 @@
+aero_plugin_api::conformance_tests!(format_raw::RawFormat);
