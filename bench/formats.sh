@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Reading a qcow2 image's guest-visible bytes end to end: `aero-host convert` vs
+# `qemu-img convert -O raw`, for (a) 1 GiB of random data and (b) an 8 GiB image holding
+# 256 MiB of data. Prints both throughputs (guest bytes per second) and the ratio.
+#
+#   bench/formats.sh [WORK_DIR]     # default: target/bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-target/bench}
+mkdir -p "$work"
+cargo build --release -q -p aero-host
+bin=target/release/aero-host
+
+make_images() {
+  [ -f "$work/random-1g.qcow2" ] || {
+    head -c 1G /dev/urandom > "$work/random-1g.raw"
+    qemu-img convert -q -f raw -O qcow2 "$work/random-1g.raw" "$work/random-1g.qcow2"
+    rm -f "$work/random-1g.raw"
+  }
+  [ -f "$work/sparse-8g.qcow2" ] || {
+    qemu-img create -q -f qcow2 "$work/sparse-8g.qcow2" 8G
+    # 256 MiB of data in 32 runs of 8 MiB spread over the disk.
+    args=()
+    for i in $(seq 0 31); do args+=(-c "write -P $((i + 1)) $((i * 256))M 8M"); done
+    qemu-io -f qcow2 "${args[@]}" "$work/sparse-8g.qcow2" >/dev/null
+  }
+}
+
+# Wall-clock seconds of a command (which must succeed).
+seconds() {
+  python3 -c 'import subprocess, sys, time
+t = time.monotonic(); subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); print(time.monotonic() - t)' "$@"
+}
+
+run() {
+  local name=$1 image=$2 size
+  size=$(qemu-img info --output=json "$image" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
+  cat "$image" > /dev/null   # warm the page cache for both
+  local ours theirs
+  ours=$(seconds "$bin" convert "$image" "$work/out-ours.raw")
+  theirs=$(seconds qemu-img convert -f qcow2 -O raw "$image" "$work/out-qemu.raw")
+  cmp -s "$work/out-ours.raw" "$work/out-qemu.raw" || { echo "$name: outputs differ!" >&2; exit 1; }
+  rm -f "$work/out-ours.raw" "$work/out-qemu.raw"
+  python3 - "$name" "$size" "$ours" "$theirs" <<'PY'
+import sys
+name, size, ours, theirs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+mb = lambda t: size / t / 1e6
+print(f"{name}: aero-host {ours:.3f}s ({mb(ours):.0f} MB/s)  qemu-img {theirs:.3f}s ({mb(theirs):.0f} MB/s)  "
+      f"time ratio aero-host/qemu-img = {ours / theirs:.2f} (target <= 1.00)")
+PY
+}
+
+make_images
+run "1 GiB random qcow2" "$work/random-1g.qcow2"
+run "8 GiB qcow2, 256 MiB data" "$work/sparse-8g.qcow2"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Publishing to the fs backend, 4 MiB chunks, sha256 on, beside reference runs:
+#   (a) 1 GiB of random data (raw) vs `openssl dgst -sha256` of the same file (target <= 1.5x);
+#   (b) an 8 GiB qcow2 holding 256 MiB of data vs `qemu-img convert -O raw` (target <= 2x);
+#   peak memory (max RSS) of each publish, which must not grow with the image size.
+#
+#   bench/publish.sh [WORK_DIR]     # default: target/bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-target/bench}
+mkdir -p "$work"
+cargo build --release -q -p aero-host
+bin=$PWD/target/release/aero-host
+
+[ -f "$work/random-1g.raw" ] || head -c 1G /dev/urandom > "$work/random-1g.raw"
+[ -f "$work/sparse-8g.qcow2" ] || bash bench/formats.sh "$work" >/dev/null
+
+# Wall-clock seconds of a command (which must succeed).
+seconds() {
+  python3 -c 'import subprocess, sys, time
+t = time.monotonic(); subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); print(time.monotonic() - t)' "$@"
+}
+
+# Runs a publish under /usr/bin/time, printing "<seconds> <max RSS KiB>".
+publish() {
+  local image=$1 out=$2
+  rm -rf "$out"
+  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$bin" publish --storage "fs:$out" --file "$image" \
+    --prefix images/bench/ --image-version v1 --chunk-size 4194304 --checksum sha256 --json >/dev/null
+  cat "$work/time.txt"
+}
+
+cat "$work/random-1g.raw" > /dev/null
+read -r ours rss1 < <(publish "$work/random-1g.raw" "$work/pub-random")
+ref=$(seconds openssl dgst -sha256 "$work/random-1g.raw")
+python3 - "$ours" "$ref" "$rss1" <<'PY'
+import sys
+ours, ref, rss = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+size = 1 << 30
+print(f"1 GiB random raw: publish {ours:.3f}s ({size/ours/1e6:.0f} MB/s), openssl dgst -sha256 {ref:.3f}s "
+      f"({size/ref/1e6:.0f} MB/s); ratio {ours/ref:.2f} (target <= 1.5); peak RSS {rss/1024:.1f} MiB")
+PY
+
+cat "$work/sparse-8g.qcow2" > /dev/null
+read -r ours rss2 < <(publish "$work/sparse-8g.qcow2" "$work/pub-sparse")
+ref=$(seconds qemu-img convert -f qcow2 -O raw "$work/sparse-8g.qcow2" "$work/qemu-out.raw")
+rm -f "$work/qemu-out.raw"
+python3 - "$ours" "$ref" "$rss2" <<'PY'
+import sys
+ours, ref, rss = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+print(f"8 GiB qcow2 / 256 MiB data: publish {ours:.3f}s, qemu-img convert -O raw {ref:.3f}s; "
+      f"ratio {ours/ref:.2f} (target <= 2.0); peak RSS {rss/1024:.1f} MiB")
+PY
+echo "memory bound: concurrency 8 x 4 MiB chunks = 32 MiB of chunk buffers, plus the runtime"
+rm -rf "$work/pub-random" "$work/pub-sparse"

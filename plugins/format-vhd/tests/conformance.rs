@@ -1,0 +1,3 @@
+//! The shared plugin conformance suite.
+
+aero_plugin_api::conformance_tests!(format_vhd::VhdFormat);
