@@ -90,6 +90,9 @@ impl StorageBackend for S3Backend {
         if let Some(profile) = get("profile") {
             builder = builder.profile(profile);
         }
+        // The S3 service talks HTTP through opendal's process-wide default transport, which
+        // is only installed on request (idempotent).
+        opendal::install_default();
         let operator = opendal::Operator::new(builder)
             .map_err(|e| Error::invalid_input(format!("configuring s3 bucket {bucket}: {e}")))?;
         let root_shown = root.trim_matches('/');
