@@ -72,10 +72,20 @@ pub async fn put(
     if let (Some(digest), true) = (digest, capability.write_with_user_metadata) {
         write = write.user_metadata([(DIGEST_METADATA_KEY.to_string(), digest.to_string())]);
     }
-    write
-        .await
-        .with_context(|| format!("writing {key} to {}", storage.description))?;
+    if let Err(e) = write.await {
+        let hint = access_hint(&e);
+        return Err(e).with_context(|| format!("writing {key} to {}{hint}", storage.description));
+    }
     Ok(())
+}
+
+/// A hint for errors that mean the credentials were refused.
+fn access_hint(e: &opendal::Error) -> &'static str {
+    if e.kind() == opendal::ErrorKind::PermissionDenied {
+        " (access denied: check the storage credentials and permissions)"
+    } else {
+        ""
+    }
 }
 
 /// Metadata of `key`, or `None` when it does not exist.
@@ -83,7 +93,10 @@ pub async fn stat(storage: &Storage, key: &str) -> Result<Option<opendal::Metada
     match storage.operator.stat(key).await {
         Ok(meta) => Ok(Some(meta)),
         Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("looking up {key} in {}", storage.description)),
+        Err(e) => {
+            let hint = access_hint(&e);
+            Err(e).with_context(|| format!("looking up {key} in {}{hint}", storage.description))
+        }
     }
 }
 
