@@ -566,6 +566,9 @@ pub fn run(
             print_report(&report, json)?;
             failed |= !report.ok();
         }
+        if let (false, Some(serve)) = (failed, &config.serve) {
+            crate::serve::run(Arc::clone(&storage), serve.clone()).await?;
+        }
         Ok(if failed {
             ExitCode::FAILURE
         } else {

@@ -24,6 +24,9 @@ pub struct Config {
     /// `[[publish]]` jobs.
     #[serde(default)]
     pub publish: Vec<PublishJob>,
+    /// `[serve]`: serve the storage over HTTP after the jobs.
+    #[serde(default)]
+    pub serve: Option<crate::serve::ServeArgs>,
     /// The file it was read from and its text, for messages.
     #[serde(skip)]
     source: (PathBuf, String),

@@ -10,6 +10,7 @@ mod plugins;
 mod progress;
 mod publish;
 mod publish_args;
+mod serve;
 mod storage;
 mod verify;
 
@@ -52,6 +53,8 @@ enum Command {
     Publish(commands::PublishCommand),
     /// Verify a published image.
     Verify(commands::VerifyArgs),
+    /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
+    Serve(serve::ServeArgs),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.
@@ -64,7 +67,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log_level.clone());
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match &cli.command {
+        Command::Serve(args) => serve::log_filter(args, &cli.log_level, "warn,opendal=error"),
+        _ => cli.log_level.clone(),
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Plugins(cmd) => commands::plugins(cmd, &libs),
         Command::Publish(args) => commands::publish(args, storage, &libs),
         Command::Verify(args) => commands::verify(args, storage, &libs),
+        Command::Serve(args) => serve::command(args, storage, &libs),
         Command::Run { config, json } => commands::run(&config, storage, json, &libs),
     };
     match result {

@@ -37,7 +37,9 @@ pub fn parse(raw: &[u8]) -> Result<Option<Vec<Spec>>, RangeError> {
     if raw.len() > MAX_HEADER_LEN {
         return Err(RangeError::HeaderTooLarge);
     }
-    let text = std::str::from_utf8(raw).map_err(|_| RangeError::Syntax)?.trim();
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| RangeError::Syntax)?
+        .trim();
     let (unit, list) = text.split_once('=').ok_or(RangeError::Syntax)?;
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return Err(RangeError::UnsupportedUnit);
@@ -119,7 +121,9 @@ mod tests {
             Err(RangeError::Syntax)
         );
         assert_eq!(
-            parse(b"bytes=000000000000000000000000001-2").unwrap().unwrap(),
+            parse(b"bytes=000000000000000000000000001-2")
+                .unwrap()
+                .unwrap(),
             vec![Spec::Closed(1, 2)]
         );
         let many = format!("bytes={}", vec!["0-1"; 1001].join(","));

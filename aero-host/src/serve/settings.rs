@@ -143,9 +143,9 @@ impl Env<'_> {
     fn boolean(&self, name: &str) -> Result<Option<bool>> {
         match self.first(&[name]) {
             None => Ok(None),
-            Some((n, v)) => parse_bool_word(&v)
-                .map(Some)
-                .ok_or_else(|| anyhow!("{n}='{v}' is not a boolean (true/false, 1/0, yes/no, on/off)")),
+            Some((n, v)) => parse_bool_word(&v).map(Some).ok_or_else(|| {
+                anyhow!("{n}='{v}' is not a boolean (true/false, 1/0, yes/no, on/off)")
+            }),
         }
     }
 }
@@ -369,10 +369,7 @@ mod tests {
         assert!(s.require_range);
         assert_eq!(
             s.cors,
-            CorsMode::Allowlist(vec![
-                "https://a.example".into(),
-                "https://b.example".into()
-            ])
+            CorsMode::Allowlist(vec!["https://a.example".into(), "https://b.example".into()])
         );
         assert_eq!(s.images_prefix, "images/");
         assert_eq!(s.corp, "same-site");

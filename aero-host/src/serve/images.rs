@@ -1,0 +1,398 @@
+//! Finding images in the storage backend: published chunked images under the images prefix
+//! (`<prefix><id>/latest.json`, `<prefix><id>/<version>/manifest.json`) and raw objects listed
+//! in the catalog. Pointers, manifests, the catalog and stats are cached for a short TTL.
+
+use super::catalog::{self, Entry};
+use super::conditional::{derived_etag, post_epoch, Validators};
+use super::metrics::{Metrics, StoreErrorKind};
+use super::settings::Settings;
+use crate::chunked::{sha256_hex, Latest, Manifest, ManifestLimits};
+use crate::storage::is_not_found;
+use aero_plugin_api::backend::opendal::{self, Operator};
+use axum::body::Bytes;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Why an image or artifact could not be served.
+#[derive(Debug, Clone)]
+pub enum StoreError {
+    /// No such image / object (404).
+    NotFound,
+    /// Catalog, pointer or manifest unusable (500).
+    Manifest(String),
+    /// Storage failure (500).
+    Io(String),
+}
+
+impl StoreError {
+    fn io(e: opendal::Error) -> Self {
+        if is_not_found(&e) {
+            StoreError::NotFound
+        } else {
+            StoreError::Io(e.to_string())
+        }
+    }
+
+    /// Counts the error.
+    pub fn count(&self, metrics: &Metrics) {
+        match self {
+            StoreError::NotFound => {}
+            StoreError::Manifest(_) => metrics.store_error(StoreErrorKind::Manifest),
+            StoreError::Io(_) => metrics.store_error(StoreErrorKind::Meta),
+        }
+    }
+}
+
+/// A parsed manifest with its identity.
+#[derive(Debug)]
+pub struct LoadedManifest {
+    /// `<prefix><id>/<version>/`.
+    pub version_prefix: String,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The bytes as stored.
+    pub bytes: Bytes,
+    /// `"<sha256 of bytes>"`.
+    pub etag: String,
+    /// The manifest object's modification time.
+    pub last_modified: Option<SystemTime>,
+}
+
+impl LoadedManifest {
+    /// The canonical key of chunk `index`.
+    pub fn chunk_key(&self, index: u64) -> String {
+        format!(
+            "{}chunks/{:0width$}.bin",
+            self.version_prefix,
+            index,
+            width = self.manifest.chunk_index_width as usize
+        )
+    }
+
+    /// The chunk index a canonical `name` stands for.
+    pub fn canonical_index(&self, name: &str) -> Option<u64> {
+        let digits = name.strip_suffix(".bin")?;
+        let index: u64 = digits.parse().ok()?;
+        (index < self.manifest.chunk_count
+            && digits.len() == (self.manifest.chunk_index_width as usize).max(1))
+        .then_some(index)
+    }
+}
+
+/// Where an image's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A raw object.
+    Raw(String),
+    /// A published chunked image.
+    Chunked(Arc<LoadedManifest>),
+}
+
+/// An image, as the bytes and metadata endpoints see it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub recommended_chunk_size_bytes: Option<u64>,
+    pub public: bool,
+    pub size: u64,
+    pub validators: Validators,
+    pub source: Source,
+}
+
+/// What a stat returned.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub size: u64,
+    pub last_modified: Option<SystemTime>,
+}
+
+struct Ttl<K, V> {
+    ttl: Duration,
+    map: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Ttl<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Ttl {
+            ttl,
+            map: Mutex::default(),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<V> {
+        let map = self.map.lock().unwrap();
+        let (at, v) = map.get(k)?;
+        (at.elapsed() < self.ttl).then(|| v.clone())
+    }
+
+    fn put(&self, k: K, v: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = self.map.lock().unwrap();
+        if map.len() >= 4096 {
+            let ttl = self.ttl;
+            map.retain(|_, (at, _)| at.elapsed() < ttl);
+            if map.len() >= 4096 {
+                map.clear();
+            }
+        }
+        map.insert(k, (Instant::now(), v));
+    }
+}
+
+type Catalog = Option<Arc<Vec<Entry>>>;
+
+/// Image lookups over one operator.
+pub struct Store {
+    /// The backend.
+    pub op: Operator,
+    prefix: String,
+    catalog_key: String,
+    require_catalog: bool,
+    catalog: Ttl<(), Result<Catalog, StoreError>>,
+    latest: Ttl<String, Result<Latest, StoreError>>,
+    manifests: Ttl<String, Result<Arc<LoadedManifest>, StoreError>>,
+    stats: Ttl<String, Result<Stat, StoreError>>,
+}
+
+fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
+    post_epoch(m.last_modified().map(SystemTime::from))
+}
+
+impl Store {
+    /// A store over `op` with the settings' prefix, catalog and TTL.
+    pub fn new(op: Operator, settings: &Settings) -> Self {
+        let ttl = settings.cache_ttl;
+        Store {
+            op,
+            prefix: settings.images_prefix.clone(),
+            catalog_key: settings.catalog_key.clone(),
+            require_catalog: settings.require_manifest,
+            catalog: Ttl::new(ttl),
+            latest: Ttl::new(ttl),
+            manifests: Ttl::new(ttl),
+            stats: Ttl::new(ttl),
+        }
+    }
+
+    /// The catalog: `None` when absent (and not required).
+    pub async fn catalog(&self) -> Result<Catalog, StoreError> {
+        if let Some(c) = self.catalog.get(&()) {
+            return c;
+        }
+        let result = match self.op.read(&self.catalog_key).await {
+            Ok(buf) => catalog::parse(&buf.to_bytes())
+                .map(|e| Some(Arc::new(e)))
+                .map_err(|e| StoreError::Manifest(format!("catalog {}: {e:#}", self.catalog_key))),
+            Err(e) if is_not_found(&e) => {
+                if self.require_catalog {
+                    Err(StoreError::Manifest(format!(
+                        "the catalog is required but missing at {}",
+                        self.catalog_key
+                    )))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) => Err(StoreError::Io(e.to_string())),
+        };
+        self.catalog.put((), result.clone());
+        result
+    }
+
+    /// The catalog entry of `id`, if any.
+    pub async fn entry(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .catalog()
+            .await?
+            .and_then(|c| c.iter().find(|e| e.id == id).cloned()))
+    }
+
+    /// Stat of an object (cached).
+    pub async fn stat(&self, key: &str) -> Result<Stat, StoreError> {
+        if let Some(s) = self.stats.get(&key.to_string()) {
+            return s;
+        }
+        let result = match self.op.stat(key).await {
+            Ok(m) if m.is_dir() => Err(StoreError::NotFound),
+            Ok(m) => Ok(Stat {
+                size: m.content_length(),
+                last_modified: modified(&m),
+            }),
+            Err(e) => Err(StoreError::io(e)),
+        };
+        self.stats.put(key.to_string(), result.clone());
+        result
+    }
+
+    async fn latest(&self, id: &str) -> Result<Latest, StoreError> {
+        let key = format!("{}{id}/latest.json", self.prefix);
+        if let Some(l) = self.latest.get(&key) {
+            return l;
+        }
+        let result = match self.op.read(&key).await {
+            Ok(buf) => Latest::parse(&buf.to_bytes())
+                .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))
+                .and_then(|l| {
+                    let expected = format!("{}{id}/{}/manifest.json", self.prefix, l.version);
+                    if super::ids::id_ok(&l.version) && l.manifest_key == expected {
+                        Ok(l)
+                    } else {
+                        Err(StoreError::Manifest(format!(
+                            "{key}: manifestKey '{}' is not {expected}",
+                            l.manifest_key
+                        )))
+                    }
+                }),
+            Err(e) => Err(StoreError::io(e)),
+        };
+        self.latest.put(key, result.clone());
+        result
+    }
+
+    /// The manifest of `id` at `version` (cached).
+    pub async fn manifest(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<Arc<LoadedManifest>, StoreError> {
+        let version_prefix = format!("{}{id}/{version}/", self.prefix);
+        let key = format!("{version_prefix}manifest.json");
+        if let Some(m) = self.manifests.get(&key) {
+            return m;
+        }
+        let result = async {
+            let meta = self.op.stat(&key).await.map_err(StoreError::io)?;
+            if meta.content_length() > crate::chunked::MAX_MANIFEST_BYTES {
+                return Err(StoreError::Manifest(format!("{key} is too large")));
+            }
+            let bytes = self.op.read(&key).await.map_err(StoreError::io)?.to_bytes();
+            let manifest = Manifest::parse(&bytes, ManifestLimits::default())
+                .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))?;
+            Ok(Arc::new(LoadedManifest {
+                version_prefix,
+                etag: format!("\"{}\"", sha256_hex(&bytes)),
+                manifest,
+                bytes,
+                last_modified: modified(&meta),
+            }))
+        }
+        .await;
+        self.manifests.put(key, result.clone());
+        result
+    }
+
+    /// The version the unversioned chunked routes of `id` use.
+    pub async fn current_version(&self, id: &str) -> Result<(String, bool), StoreError> {
+        let entry = self.entry(id).await?;
+        let public = entry.as_ref().is_none_or(|e| e.public);
+        if let Some(v) = entry.and_then(|e| e.chunked_version) {
+            return Ok((v, public));
+        }
+        Ok((self.latest(id).await?.version, public))
+    }
+
+    /// Whether `id` is public (catalog entry's flag; published images default to public).
+    pub async fn public(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.entry(id).await?.is_none_or(|e| e.public))
+    }
+
+    /// Resolves an image for the bytes and metadata endpoints.
+    pub async fn image(&self, id: &str) -> Result<Image, StoreError> {
+        let entry = self.entry(id).await?;
+        if let Some(e) = &entry {
+            if let Some(key) = &e.key {
+                let stat = self.stat(key).await?;
+                let last_modified = e.last_modified.or(stat.last_modified);
+                let etag = e
+                    .etag
+                    .clone()
+                    .unwrap_or_else(|| derived_etag(stat.size, stat.last_modified, false));
+                return Ok(Image {
+                    id: id.to_string(),
+                    name: e.name.clone(),
+                    description: e.description.clone(),
+                    recommended_chunk_size_bytes: e.recommended_chunk_size_bytes,
+                    public: e.public,
+                    size: stat.size,
+                    validators: Validators {
+                        etag,
+                        last_modified,
+                    },
+                    source: Source::Raw(key.clone()),
+                });
+            }
+        }
+        let version = match entry.as_ref().and_then(|e| e.chunked_version.clone()) {
+            Some(v) => v,
+            None => self.latest(id).await?.version,
+        };
+        let m = self.manifest(id, &version).await?;
+        Ok(Image {
+            id: id.to_string(),
+            name: entry
+                .as_ref()
+                .map_or_else(|| id.to_string(), |e| e.name.clone()),
+            description: entry.as_ref().and_then(|e| e.description.clone()),
+            recommended_chunk_size_bytes: entry
+                .as_ref()
+                .and_then(|e| e.recommended_chunk_size_bytes)
+                .or(Some(m.manifest.chunk_size)),
+            public: entry.as_ref().is_none_or(|e| e.public),
+            size: m.manifest.total_size,
+            validators: Validators {
+                etag: m.etag.clone(),
+                last_modified: m.last_modified,
+            },
+            source: Source::Chunked(m),
+        })
+    }
+
+    /// Ids of the published chunked images (directories under the prefix holding latest.json).
+    async fn published_ids(&self) -> Result<Vec<String>, StoreError> {
+        let entries = match self.op.list_with(&self.prefix).recursive(false).await {
+            Ok(e) => e,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Io(e.to_string())),
+        };
+        let mut ids = Vec::new();
+        for e in entries {
+            let name = e.name().trim_end_matches('/');
+            if e.metadata().is_dir() && super::ids::id_ok(name) {
+                match self.latest(name).await {
+                    Ok(_) => ids.push(name.to_string()),
+                    Err(StoreError::NotFound) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every image: catalog entries in catalog order, then published images not in the catalog.
+    pub async fn list(&self) -> Result<Vec<Image>, StoreError> {
+        let catalog = self.catalog().await?;
+        let mut out = Vec::new();
+        if let Some(c) = &catalog {
+            for e in c.iter() {
+                out.push(self.image(&e.id).await?);
+            }
+        }
+        for id in self.published_ids().await? {
+            if catalog
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|e| e.id == id))
+            {
+                continue;
+            }
+            out.push(self.image(&id).await?);
+        }
+        Ok(out)
+    }
+}
