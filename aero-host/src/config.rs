@@ -71,11 +71,20 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
         let mut config: Config =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for job in &mut config.publish {
+        for (n, job) in config.publish.iter_mut().enumerate() {
             if job.args.file.as_os_str().is_empty() {
                 bail!("{}: a [[publish]] entry has no 'file'", path.display());
+            }
+            let at = || {
+                let line = publish_header(&text, n).map(|o| line_of(&text, o));
+                let line = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+                format!("{}: [[publish]] entry {}{line}", path.display(), n + 1)
+            };
+            job.args.plan().validate().with_context(at)?;
+            if job.args.retries == 0 {
+                bail!("{}: retries must be at least 1", at());
             }
             job.args.file = base.join(&job.args.file);
             for root in &mut job.args.backing_roots {
@@ -154,6 +163,84 @@ impl Config {
         }
         Ok(Some(StorageSpec { kind, settings }))
     }
+}
+
+/// A config parse error naming the file and, for `[[publish]]` entries (whose keys serde
+/// only sees through `flatten`, which loses their positions), the offending key and its line.
+fn config_error(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
+    match locate_publish_error(text, err) {
+        Some((key, line, message)) => anyhow!(
+            "{}: line {line}: [[publish]] key '{key}': {message}",
+            path.display()
+        ),
+        None => anyhow!("{}: {err}", path.display()),
+    }
+}
+
+/// Byte offset of the `n`-th `[[publish]]` header.
+fn publish_header(text: &str, n: usize) -> Option<usize> {
+    text.match_indices("[[publish]]").nth(n).map(|(o, _)| o)
+}
+
+/// Finds the `[[publish]]` key behind `err`: each entry is checked key by key on its own.
+fn locate_publish_error(text: &str, err: &toml::de::Error) -> Option<(String, usize, String)> {
+    let table: toml::Table = text.parse().ok()?;
+    let entries = table.get("publish")?.as_array()?;
+    let first = err
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches("[[publish]]").count())
+        .unwrap_or(0);
+    for n in std::iter::once(first).chain(0..entries.len()) {
+        let Some(entry) = entries.get(n).and_then(toml::Value::as_table) else {
+            continue;
+        };
+        if let Some((key, message)) = bad_publish_key(entry) {
+            let line = key_line(text, publish_header(text, n)?, &key)?;
+            return Some((key, line, message));
+        }
+    }
+    None
+}
+
+/// The first key of a `[[publish]]` entry that does not deserialize, with the reason.
+fn bad_publish_key(entry: &toml::Table) -> Option<(String, String)> {
+    let mut args = entry.clone();
+    if let Some(v) = args.remove("verify") {
+        if !v.is_bool() {
+            return Some(("verify".into(), "must be true or false".into()));
+        }
+    }
+    if let Some(v) = args.remove("verify_chunk_sample") {
+        if v.as_integer().is_none_or(|n| n < 0) {
+            return Some((
+                "verify_chunk_sample".into(),
+                "must be a non-negative integer".into(),
+            ));
+        }
+    }
+    let probe = toml::to_string(&args).ok()?;
+    let err = toml::from_str::<PublishArgs>(&probe).err()?;
+    let start = err.span()?.start.min(probe.len());
+    let line_start = probe[..start].rfind('\n').map_or(0, |i| i + 1);
+    let key = probe[line_start..].split('=').next()?.trim().trim_matches('"');
+    Some((key.to_string(), err.message().trim().to_string()))
+}
+
+/// The line (1-based) of `key = ...` in the table starting at byte offset `from`.
+fn key_line(text: &str, from: usize, key: &str) -> Option<usize> {
+    let first = line_of(text, from);
+    text[from..]
+        .lines()
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            let rest = l
+                .strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+            rest.is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| first + i)
 }
 
 /// The line (1-based) of byte offset `at` in `text`.
