@@ -188,7 +188,11 @@ fn locate_publish_error(text: &str, err: &toml::de::Error) -> Option<(String, us
     let entries = table.get("publish")?.as_array()?;
     let first = err
         .span()
-        .map(|s| text[..s.start.min(text.len())].matches("[[publish]]").count())
+        .map(|s| {
+            text[..s.start.min(text.len())]
+                .matches("[[publish]]")
+                .count()
+        })
         .unwrap_or(0);
     for n in std::iter::once(first).chain(0..entries.len()) {
         let Some(entry) = entries.get(n).and_then(toml::Value::as_table) else {
@@ -222,7 +226,11 @@ fn bad_publish_key(entry: &toml::Table) -> Option<(String, String)> {
     let err = toml::from_str::<PublishArgs>(&probe).err()?;
     let start = err.span()?.start.min(probe.len());
     let line_start = probe[..start].rfind('\n').map_or(0, |i| i + 1);
-    let key = probe[line_start..].split('=').next()?.trim().trim_matches('"');
+    let key = probe[line_start..]
+        .split('=')
+        .next()?
+        .trim()
+        .trim_matches('"');
     Some((key.to_string(), err.message().trim().to_string()))
 }
 
