@@ -5,9 +5,12 @@ use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Pieces in which data extents are copied.
 const COPY_PIECE: u64 = 4 * 1024 * 1024;
+/// Threads copying pieces at once (reads and writes overlap).
+const COPY_THREADS: usize = 4;
 
 /// Output formats of `convert`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,30 +62,33 @@ fn write_sparse_raw(disk: &dyn VirtualDisk, out: &Path) -> Result<Converted> {
         let capacity = disk.capacity();
         file.set_len(capacity)
             .with_context(|| format!("sizing {}", staging.display()))?;
-        let mut buf = vec![0u8; COPY_PIECE.min(capacity) as usize];
-        let mut written = 0;
-        for extent in disk.block_status(0, capacity).map_err(|e| anyhow!("{e}"))? {
-            if extent.kind == ExtentKind::Zero {
-                continue;
-            }
-            let mut offset = extent.offset;
-            while offset < extent.end() {
-                let len = (extent.end() - offset).min(COPY_PIECE) as usize;
+        let pieces = data_pieces(disk)?;
+        let next = AtomicUsize::new(0);
+        let written = AtomicU64::new(0);
+        let copy = || -> Result<()> {
+            let mut buf = vec![0u8; COPY_PIECE as usize];
+            while let Some(&(offset, len)) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let piece = &mut buf[..len];
                 disk.read_at(offset, piece).map_err(|e| anyhow!("{e}"))?;
                 if piece.iter().any(|&b| b != 0) {
                     file.write_all_at(piece, offset)
                         .with_context(|| format!("writing {}", staging.display()))?;
-                    written += len as u64;
+                    written.fetch_add(len as u64, Ordering::Relaxed);
                 }
-                offset += len as u64;
             }
-        }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..COPY_THREADS).map(|_| scope.spawn(copy)).collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().map_err(|_| anyhow!("a copy thread panicked"))?)
+        })?;
         file.sync_all()
             .with_context(|| format!("flushing {}", staging.display()))?;
         Ok(Converted {
             virtual_size: capacity,
-            written,
+            written: written.into_inner(),
         })
     })();
     match result {
@@ -96,4 +102,21 @@ fn write_sparse_raw(disk: &dyn VirtualDisk, out: &Path) -> Result<Converted> {
             Err(e)
         }
     }
+}
+
+/// The data extents of `disk`, cut into pieces of at most [`COPY_PIECE`] bytes.
+fn data_pieces(disk: &dyn VirtualDisk) -> Result<Vec<(u64, usize)>> {
+    let extents = disk
+        .block_status(0, disk.capacity())
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut pieces = Vec::new();
+    for extent in extents.iter().filter(|e| e.kind == ExtentKind::Data) {
+        let mut offset = extent.offset;
+        while offset < extent.end() {
+            let len = (extent.end() - offset).min(COPY_PIECE);
+            pieces.push((offset, len as usize));
+            offset += len;
+        }
+    }
+    Ok(pieces)
 }

@@ -1,5 +1,6 @@
 //! aero-host: publish, verify and serve virtual-machine disk images from any storage backend.
 
+mod buffers;
 mod chunked;
 mod commands;
 mod config;

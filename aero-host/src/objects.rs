@@ -54,7 +54,7 @@ pub const DIGEST_METADATA_KEY: &str = "sha256";
 pub async fn put(
     storage: &Storage,
     key: &str,
-    bytes: Vec<u8>,
+    bytes: impl Into<opendal::Buffer>,
     meta: &ObjectMeta,
     digest: Option<&str>,
 ) -> Result<()> {

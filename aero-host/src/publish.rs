@@ -1,6 +1,7 @@
 //! `aero-host publish`: cut a disk's guest-visible bytes into chunks and store them with the
 //! manifest, meta and latest pointer, in the crash-safe order of SPEC Part 0.
 
+use crate::buffers::BufferPool;
 use crate::chunked::{
     chunk_key, resolve_destination, ChunkEntry, Destination, DestinationRequest, Latest, Manifest,
     Meta, ObjectKind, MAX_CHUNK_SIZE,
@@ -144,6 +145,7 @@ struct Job {
     total_size: u64,
     precomputed: Option<Vec<ChunkDigest>>,
     zero_digests: Mutex<HashMap<u64, String>>,
+    buffers: Arc<BufferPool>,
     progress: Progress,
 }
 
@@ -207,6 +209,7 @@ pub async fn publish(
     );
 
     let concurrency = plan.concurrency;
+    let chunk_size = plan.chunk_size;
     let job = Arc::new(Job {
         storage: Arc::clone(&storage),
         disk,
@@ -215,12 +218,14 @@ pub async fn publish(
         total_size,
         precomputed,
         zero_digests: Mutex::new(HashMap::new()),
+        buffers: BufferPool::new(chunk_size as usize),
         progress: progress.clone(),
     });
+    // Each chunk is its own task, so reads, hashes and writes run on every core.
     let outcomes: Vec<ChunkOutcome> = stream::iter(0..chunk_count)
         .map(|index| {
-            let job = Arc::clone(&job);
-            async move { job.publish_chunk(index).await }
+            let task = tokio::spawn(Arc::clone(&job).publish_chunk(index));
+            async move { task.await.context("a chunk task stopped")? }
         })
         .buffered(concurrency)
         .try_collect()
@@ -316,19 +321,21 @@ fn hash_disk(
     let total = disk.capacity();
     let count = total.div_ceil(chunk_size);
     progress.start_hashing(total);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Vec<u8>>, bool)>(2);
+    // (bytes, length, all zero): zero chunks share one buffer and their digest is computed once.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Vec<u8>>, usize, bool)>(2);
     std::thread::scope(|scope| {
         let chunk_hasher = scope.spawn(move || {
             let mut zero_digests: HashMap<usize, String> = HashMap::new();
+            let digest = |b: &[u8]| hex::encode(Sha256::digest(b));
             rx.into_iter()
-                .map(|(bytes, zero)| {
+                .map(|(bytes, len, zero)| {
                     let sha256 = if zero {
                         zero_digests
-                            .entry(bytes.len())
-                            .or_insert_with(|| hex::encode(Sha256::digest(&bytes[..])))
+                            .entry(len)
+                            .or_insert_with(|| digest(&bytes[..len]))
                             .clone()
                     } else {
-                        hex::encode(Sha256::digest(&bytes[..]))
+                        digest(&bytes[..len])
                     };
                     ChunkDigest { sha256, zero }
                 })
@@ -342,16 +349,16 @@ fn hash_disk(
             let len = chunk_size.min(total - offset);
             let zero = is_zero_range(disk, offset, len)?;
             let bytes = if zero {
-                Arc::new(zeros[..len as usize].to_vec())
+                Arc::clone(&zeros)
             } else {
                 let mut buf = vec![0u8; len as usize];
                 disk.read_at(offset, &mut buf).map_err(|e| anyhow!("{e}"))?;
                 read += len;
                 Arc::new(buf)
             };
-            whole.update(&bytes[..]);
+            whole.update(&bytes[..len as usize]);
             progress.hashed(len);
-            if tx.send((bytes, zero)).is_err() {
+            if tx.send((bytes, len as usize, zero)).is_err() {
                 break;
             }
         }
@@ -379,7 +386,7 @@ fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> 
 /// A chunk's bytes as read for upload.
 enum ChunkBytes {
     Zero,
-    Data(Vec<u8>),
+    Data(bytes::Bytes),
 }
 
 impl Job {
@@ -421,12 +428,12 @@ impl Job {
                 {
                     return Ok((ChunkBytes::Zero, None));
                 }
-                let mut buf = vec![0u8; len as usize];
+                let mut buf = job.buffers.take(len as usize);
                 job.disk
-                    .read_at(offset, &mut buf)
+                    .read_at(offset, buf.as_mut_slice())
                     .map_err(|e| anyhow!("reading chunk {index} at offset {offset}: {e}"))?;
-                let digest = need_hash.then(|| hex::encode(Sha256::digest(&buf)));
-                Ok((ChunkBytes::Data(buf), digest))
+                let digest = need_hash.then(|| hex::encode(Sha256::digest(buf.as_ref())));
+                Ok((ChunkBytes::Data(buf.into_bytes()), digest))
             })
             .await
             .context("chunk reader stopped")??;
