@@ -242,10 +242,9 @@ pub fn convert(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
 
 /// `aero-host plugins ...`.
 pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode> {
-    let catalogue = Catalogue::load(libs)?;
     match cmd {
         PluginsCommand::List { json } => {
-            let rows = catalogue.rows();
+            let rows = Catalogue::load(libs)?.rows();
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -262,16 +261,16 @@ pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode>
                 }
             }
         }
-        PluginsCommand::Test { fixtures } => return test_plugins(&catalogue, fixtures.as_deref()),
+        PluginsCommand::Test { fixtures } => return test_plugins(&libs.paths, fixtures.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `aero-host plugins test`: the conformance suite against every library plugin.
-fn test_plugins(catalogue: &Catalogue, fixtures: Option<&Path>) -> Result<ExitCode> {
+/// Each library is tested on its own, so one that shares a built-in's name can be tested too.
+fn test_plugins(libraries: &[PathBuf], fixtures: Option<&Path>) -> Result<ExitCode> {
     use aero_plugin_api::conformance::{run, Fixtures};
-    let plugins = catalogue.library_formats();
-    if plugins.is_empty() {
+    if libraries.is_empty() {
         bail!("no plugin to test: pass --plugin PATH (a format plugin library)");
     }
     let fixtures = match fixtures {
@@ -279,7 +278,9 @@ fn test_plugins(catalogue: &Catalogue, fixtures: Option<&Path>) -> Result<ExitCo
         None => Fixtures::builtin(),
     };
     let (mut passed, mut failed) = (0, 0);
-    for (format, path) in plugins {
+    for path in libraries {
+        let format = aero_plugin_api::abi::load_library(path).map_err(|e| anyhow!("{e}"))?;
+        let path = path.display();
         println!(
             "testing format plugin '{}' {} from {path}",
             format.name(),
@@ -483,6 +484,9 @@ pub fn verify(
         chunk_sample: args.chunk_sample,
         chunk_sample_seed: args.chunk_sample_seed,
     };
+    if !args.headers.is_empty() && args.manifest_url.is_none() {
+        bail!("--header is only valid with --manifest-url");
+    }
     let source = if let Some(url) = &args.manifest_url {
         if cli_storage.is_some() || args.s3.spec()?.is_some() {
             bail!("--manifest-url cannot be combined with --storage or --bucket");
@@ -536,7 +540,7 @@ pub fn run(
     libs.dir = config.plugins.dir.clone();
     libs.prefer_library = config.plugins.prefer_library.clone();
     let catalogue = Catalogue::load(&libs)?;
-    let spec = pick_storage(cli_storage, None, config.storage_spec()?)?;
+    let spec = pick_storage(cli_storage, None, config.storage_spec(&catalogue)?)?;
     let retries = config
         .publish
         .iter()

@@ -1,5 +1,6 @@
 //! The TOML config of `aero-host run`: storage, plugins and jobs, with environment overrides.
 
+use crate::plugins::Catalogue;
 use crate::publish_args::PublishArgs;
 use crate::storage::StorageSpec;
 use anyhow::{anyhow, bail, Context, Result};
@@ -128,8 +129,20 @@ impl Config {
     }
 
     /// The `[storage]` table as a storage selection, or `None` when absent.
-    pub fn storage_spec(&self) -> Result<Option<StorageSpec>> {
+    /// Unknown types and keys are errors naming the file and the line.
+    pub fn storage_spec(&self, catalogue: &Catalogue) -> Result<Option<StorageSpec>> {
         let (path, text) = &self.source;
+        let place = |value: &toml::Spanned<toml::Value>| {
+            if value.span().end == 0 {
+                format!("{} (from the environment)", path.display())
+            } else {
+                format!(
+                    "{}: line {}",
+                    path.display(),
+                    line_of(text, value.span().start)
+                )
+            }
+        };
         if self.storage.is_empty() {
             return Ok(None);
         }
@@ -143,10 +156,20 @@ impl Config {
                     path.display()
                 )
             })?;
+        let backend = catalogue
+            .backend(&kind)
+            .with_context(|| place(&self.storage["type"]))?;
         let mut settings = BTreeMap::new();
         for (key, value) in &self.storage {
             if key == "type" {
                 continue;
+            }
+            if !backend.keys().contains(&key.as_str()) {
+                bail!(
+                    "{}: unknown [storage] key '{key}' for type '{kind}' (accepted: {})",
+                    place(value),
+                    backend.keys().join(", ")
+                );
             }
             let text = match value.get_ref() {
                 toml::Value::String(s) => s.clone(),
@@ -298,14 +321,52 @@ mod tests {
         let mut config = Config::load(&path).unwrap();
         assert_eq!(config.publish[0].args.file, dir.path().join("a.raw"));
         assert!(config.publish[0].verify);
-        let spec = config.storage_spec().unwrap().unwrap();
+        let spec = config
+            .storage_spec(&Catalogue::builtin().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             spec.settings["root"],
             dir.path().join("out").to_string_lossy()
         );
+        let catalogue = Catalogue::builtin().unwrap();
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())].into_iter();
         config
-            .apply_env(vec![("AERO_BACKEND_TYPE".to_string(), "memory".to_string())].into_iter())
+            .apply_env(env("AERO_BACKEND_ROOT", "/srv/other"))
             .unwrap();
-        assert_eq!(config.storage_spec().unwrap().unwrap().kind, "memory");
+        let spec = config.storage_spec(&catalogue).unwrap().unwrap();
+        assert_eq!(spec.settings["root"], "/srv/other");
+        config.apply_env(env("AERO_BACKEND_BUCKET", "b")).unwrap();
+        let err = config.storage_spec(&catalogue).unwrap_err().to_string();
+        assert!(
+            err.contains("from the environment") && err.contains("'bucket'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_storage_keys_name_the_line() {
+        let (_d, path) = write("[storage]\ntype = \"fs\"\nroot = \"out\"\nbukket = \"x\"\n");
+        let config = Config::load(&path).unwrap();
+        let err = config
+            .storage_spec(&Catalogue::builtin().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml: line 4") && err.contains("'bukket'"),
+            "{err}"
+        );
+        let (_d, path) = write("[storage]\ntype = \"ftp\"\n");
+        let config = Config::load(&path).unwrap();
+        let err = format!(
+            "{:#}",
+            config
+                .storage_spec(&Catalogue::builtin().unwrap())
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("line 2") && err.contains("unknown storage type 'ftp'"),
+            "{err}"
+        );
     }
 }

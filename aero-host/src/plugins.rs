@@ -3,7 +3,7 @@
 
 use aero_plugin_api::abi::load_plugin;
 use aero_plugin_api::backend::{builtin_backends, StorageBackend};
-use aero_plugin_api::{DiskFormat, Registry};
+use aero_plugin_api::Registry;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -150,17 +150,6 @@ impl Catalogue {
         let origin = Origin::Library(path.display().to_string());
         self.origins.push((name, origin, caps));
         Ok(())
-    }
-
-    /// The format plugins loaded from libraries, with their paths.
-    pub fn library_formats(&self) -> Vec<(Arc<dyn DiskFormat>, String)> {
-        self.origins
-            .iter()
-            .filter_map(|(name, origin, _)| match origin {
-                Origin::Library(path) => self.formats.get(name).map(|f| (f, path.clone())),
-                Origin::Builtin => None,
-            })
-            .collect()
     }
 
     /// The format plugins.

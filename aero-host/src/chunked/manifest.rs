@@ -268,7 +268,8 @@ mod tests {
     #[test]
     fn rejects_each_broken_rule() {
         let limits = ManifestLimits::default();
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|m| m.schema = "x".into()), "schema"),
             (Box::new(|m| m.version = " ".into()), "version"),
             (Box::new(|m| m.image_id = String::new()), "imageId"),
