@@ -1,7 +1,8 @@
 //! Byte sources: where a disk image's container bytes come from.
 
-use crate::{Error, Result};
+use crate::{Error, Extent, ExtentKind, Result};
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,12 @@ pub trait ByteSource: Send + Sync {
 
     /// The local path, when the source is a local file (used to resolve backing files).
     fn local_path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Where `[offset, offset + len)` holds data and where it holds holes that read as zeros,
+    /// when the source knows (a sparse local file); `None` when it does not.
+    fn block_status(&self, _offset: u64, _len: u64) -> Option<Vec<Extent>> {
         None
     }
 }
@@ -89,6 +96,51 @@ impl ByteSource for FileSource {
     fn local_path(&self) -> Option<&Path> {
         Some(&self.path)
     }
+
+    fn block_status(&self, offset: u64, len: u64) -> Option<Vec<Extent>> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len)?;
+        let mut extents = Vec::new();
+        let mut push = |start: u64, stop: u64, kind| {
+            if stop > start {
+                extents.push(Extent {
+                    offset: start,
+                    length: stop - start,
+                    kind,
+                });
+            }
+        };
+        let mut pos = offset;
+        while pos < end {
+            // The return values are used, not the shared file position, so this is thread-safe.
+            let data = match self.seek(pos, libc::SEEK_DATA) {
+                Ok(d) => d.min(end),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => end,
+                Err(_) => return None,
+            };
+            push(pos, data, ExtentKind::Zero);
+            if data >= end {
+                break;
+            }
+            let hole = self.seek(data, libc::SEEK_HOLE).ok()?.min(end);
+            push(data, hole, ExtentKind::Data);
+            pos = hole;
+        }
+        Some(extents)
+    }
+}
+
+impl FileSource {
+    /// `lseek(2)` with `SEEK_DATA` or `SEEK_HOLE`.
+    fn seek(&self, pos: u64, whence: libc::c_int) -> std::io::Result<u64> {
+        let pos = libc::off_t::try_from(pos).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        // SAFETY: lseek on a file descriptor this struct owns; no memory is passed.
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), pos, whence) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r as u64)
+        }
+    }
 }
 
 /// Bytes held in memory.
@@ -150,6 +202,27 @@ mod tests {
         assert_eq!(&buf, b"world");
         assert!(src.read_at(7, &mut buf).is_err());
         assert!(FileSource::open(&dir).is_err());
+        let sparse = dir.join("sparse.bin");
+        let file = std::fs::File::create(&sparse).unwrap();
+        file.set_len(8 << 20).unwrap();
+        file.write_all_at(&[1u8; 4096], 4 << 20).unwrap();
+        drop(file);
+        let src = FileSource::open(&sparse).unwrap();
+        let extents = src.block_status(0, 8 << 20).unwrap();
+        assert_eq!(extents.first().unwrap().offset, 0);
+        assert_eq!(extents.last().unwrap().end(), 8 << 20);
+        assert!(extents.windows(2).all(|w| w[0].end() == w[1].offset));
+        let data: Vec<_> = extents
+            .iter()
+            .filter(|e| e.kind == ExtentKind::Data)
+            .collect();
+        assert!(
+            !data.is_empty()
+                && data
+                    .iter()
+                    .all(|e| e.offset <= 4 << 20 && e.end() >= (4 << 20) + 4096)
+        );
+        assert!(src.block_status(0, (8 << 20) + 1).is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -60,15 +60,17 @@ impl VirtualDisk for RawDisk {
         if offset.checked_add(length).is_none_or(|end| end > capacity) {
             return Err(Error::out_of_bounds(offset, length, capacity));
         }
-        Ok(if length == 0 {
-            Vec::new()
-        } else {
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        // Holes of a sparse file are known zeros; otherwise everything is data.
+        Ok(self.source.block_status(offset, length).unwrap_or_else(|| {
             vec![Extent {
                 offset,
                 length,
                 kind: ExtentKind::Data,
             }]
-        })
+        }))
     }
 
     fn info(&self) -> DiskInfo {
