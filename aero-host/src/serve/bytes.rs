@@ -197,8 +197,18 @@ async fn body(
         return Ok(respond(status, headers, Body::empty()));
     }
     let mut plan = Plan::new(image.source.clone(), start, end);
-    let ready = match plan.next() {
-        Some(first) => read_piece(&st.store.op, &first).await.map_err(|e| {
+    // A range (bounded by max_range_bytes) is read up front, its pieces concurrently; a full
+    // body is streamed piece by piece after the first.
+    let upfront: Vec<_> = if status == StatusCode::PARTIAL_CONTENT {
+        plan.by_ref().collect()
+    } else {
+        plan.next().into_iter().collect()
+    };
+    let reads = futures::future::try_join_all(upfront.iter().map(|p| read_piece(&st.store.op, p)));
+    let ready: VecDeque<_> = reads
+        .await
+        .map(|v| v.into_iter().flatten().collect())
+        .map_err(|e| {
             st.metrics
                 .store_error(super::metrics::StoreErrorKind::OpenRange);
             let status = if e.kind() == std::io::ErrorKind::NotFound
@@ -218,9 +228,7 @@ async fn body(
                 &format!("reading the image failed: {e}"),
                 true,
             )
-        })?,
-        None => VecDeque::new(),
-    };
+        })?;
     let body = SizedBody::new(
         st.store.op.clone(),
         ready,

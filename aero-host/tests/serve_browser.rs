@@ -1,0 +1,174 @@
+//! Headless Chromium as a client: a page on one origin fetches the manifest and chunks of a
+//! published image from `aero-host serve` on another origin (simple GETs, no preflight) and a
+//! Range read (preflighted), checks sha256 with WebCrypto and posts its verdict back.
+
+#[path = "serve_support.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+
+const PAGE: &str = r#"<!doctype html><html><head><title>running</title></head><body><script>
+const BASE = "__BASE__";
+const RANGE = [__START__, __END__];
+const RANGE_SHA = "__RANGE_SHA__";
+async function hex(buf) {
+  const d = await crypto.subtle.digest("SHA-256", buf);
+  return [...new Uint8Array(d)].map(b => b.toString(16).padStart(2, "0")).join("");
+}
+async function main() {
+  const out = {checks: []};
+  const mr = await fetch(BASE + "/chunked/manifest.json");
+  if (mr.status !== 200) throw new Error("manifest status " + mr.status);
+  if (!(mr.headers.get("cache-control") || "").includes("no-transform")) throw new Error("manifest cache-control");
+  const m = await mr.json();
+  const width = m.chunkIndexWidth;
+  for (const i of [0, 1, m.chunkCount - 1]) {
+    const name = String(i).padStart(width, "0") + ".bin";
+    const r = await fetch(BASE + "/chunked/chunks/" + name);
+    if (r.status !== 200) throw new Error(name + " status " + r.status);
+    const enc = r.headers.get("content-encoding");
+    if (enc !== "identity") throw new Error(name + " content-encoding " + enc);
+    const etag = r.headers.get("etag");
+    const got = await hex(await r.arrayBuffer());
+    if (got !== m.chunks[i].sha256) throw new Error(name + " sha256 " + got);
+    if (etag !== '"' + got + '"') throw new Error(name + " etag " + etag);
+    out.checks.push(name);
+  }
+  const rr = await fetch(BASE, {headers: {"Range": "bytes=" + RANGE[0] + "-" + RANGE[1], "If-None-Match": '"not-this"'}});
+  if (rr.status !== 206) throw new Error("range status " + rr.status);
+  const cr = rr.headers.get("content-range");
+  if (!cr || !cr.startsWith("bytes " + RANGE[0] + "-" + RANGE[1] + "/")) throw new Error("content-range " + cr);
+  const rh = await hex(await rr.arrayBuffer());
+  if (rh !== RANGE_SHA) throw new Error("range sha256 " + rh);
+  out.checks.push("range");
+  return out;
+}
+main().then(o => ({ok: true, ...o}), e => ({ok: false, error: String(e)}))
+  .then(v => fetch("/verdict", {method: "POST", body: JSON.stringify(v)}))
+  .finally(() => { document.title = "done"; });
+</script></body></html>"#;
+
+/// Serves `page` at `/` and sends the body of `POST /verdict` on `tx`.
+fn page_server(listener: TcpListener, page: String, tx: mpsc::Sender<String>) {
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let head_end = loop {
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(p + 4);
+            }
+        };
+        let Some(head_end) = head_end else { continue };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let first = head.lines().next().unwrap_or("");
+        let reply = if first.starts_with("GET / ") {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            )
+        } else if first.starts_with("POST /verdict") {
+            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            let _ = tx.send(body);
+            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string()
+        } else {
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+        };
+        let _ = s.write_all(reply.as_bytes());
+    }
+}
+
+#[test]
+fn chromium_fetches_chunks_and_ranges_cross_origin() {
+    let chromium = require_tool("chromium", "apt-get install -y chromium");
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs:{}", root.path().display());
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src.raw");
+    let data = make_raw(&src, 3 * 1024 * 1024 + 2048);
+    publish(&storage, &src, "web", 1024 * 1024, &[]);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let srv = Server::start(&storage, &["--cors-origin", &page_origin], &[]);
+    let (start, end) = (1024 * 1024 - 100, 1024 * 1024 + 4000);
+    let page = PAGE
+        .replace("__BASE__", &srv.url("/v1/images/web"))
+        .replace("__START__", &start.to_string())
+        .replace("__END__", &end.to_string())
+        .replace("__RANGE_SHA__", &sha256(&data[start..=end]));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || page_server(listener, page, tx));
+
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("{page_origin}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let verdict = rx.recv_timeout(Duration::from_secs(90));
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let verdict = verdict.expect("the page posted no verdict within 90 s");
+    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    assert_eq!(v["ok"], true, "page verdict: {verdict}");
+    assert_eq!(v["checks"].as_array().unwrap().len(), 4, "{verdict}");
+
+    // The chunk GETs were simple requests; only the Range read was preflighted.
+    let (_, _, body) = curl(&[&srv.url("/metrics")]);
+    let text = String::from_utf8(body).unwrap();
+    let count = |needle: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        count("http_requests_total{route=\"/v1/images/:image_id\",method=\"OPTIONS\""),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        count("http_requests_total{route=\"/v1/images/:image_id/chunked/chunks/:chunk_name\",method=\"OPTIONS\""),
+        0
+    );
+    assert_eq!(
+        count("http_requests_total{route=\"/v1/images/:image_id/chunked/chunks/:chunk_name\",method=\"GET\",status=\"200\""),
+        3
+    );
+}
