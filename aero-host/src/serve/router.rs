@@ -105,6 +105,7 @@ async fn observe(State(st): State<Shared>, req: Request, next: Next) -> Response
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| http_body::Body::size_hint(resp.body()).exact())
         .unwrap_or(0);
     tracing::info!(
         request_id = %id,
