@@ -23,7 +23,7 @@ mod state;
 pub use settings::ServeArgs;
 
 use crate::plugins::{Catalogue, LibrarySelection};
-use crate::storage::{StoragePolicy, StorageSpec};
+use crate::storage::{open_storage, StoragePolicy, StorageSpec};
 use aero_plugin_api::backend::Storage;
 use anyhow::{anyhow, Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -41,30 +41,6 @@ pub fn storage_policy() -> StoragePolicy {
     }
 }
 
-/// Opens the storage for serving: a timeout and one retry, no per-operation logging layer
-/// (request logs say what happened; the layer costs on every small Range read).
-fn open_serving_storage(catalogue: &Catalogue, spec: &StorageSpec) -> Result<Storage> {
-    use aero_plugin_api::backend::{build_storage, opendal};
-    let policy = storage_policy();
-    let backend = catalogue.backend(&spec.kind)?;
-    let mut storage =
-        build_storage(backend.as_ref(), &spec.settings).map_err(|e| anyhow!("{e}"))?;
-    storage.operator = storage
-        .operator
-        .layer(
-            opendal::layers::TimeoutLayer::new()
-                .with_timeout(policy.timeout)
-                .with_io_timeout(policy.timeout),
-        )
-        .layer(
-            opendal::layers::RetryLayer::new()
-                .with_max_times(policy.attempts.saturating_sub(1))
-                .with_min_delay(Duration::from_millis(100))
-                .with_jitter(),
-        );
-    Ok(storage)
-}
-
 /// `aero-host serve`.
 pub fn command(
     args: ServeArgs,
@@ -76,7 +52,7 @@ pub fn command(
     })?;
     let spec = StorageSpec::parse_uri(uri)?;
     let catalogue = Catalogue::load(libs)?;
-    let storage = Arc::new(open_serving_storage(&catalogue, &spec)?);
+    let storage = Arc::new(open_storage(&catalogue, &spec, storage_policy())?);
     let rt = runtime()?;
     rt.block_on(run(storage, args))?;
     Ok(ExitCode::SUCCESS)
