@@ -31,7 +31,8 @@ pub struct Converted {
 }
 
 /// Converts `disk` to `out`, writing a temporary file beside it and renaming it at the end,
-/// so a failure never leaves a file that looks complete.
+/// so a failure never leaves a file that looks complete. Like `qemu-img convert` and `cp`, it
+/// leaves flushing to the page cache (run `sync` for durability against power loss).
 pub fn convert(disk: &dyn VirtualDisk, out: &Path, target: Target) -> Result<Converted> {
     match target {
         Target::Raw => write_sparse_raw(disk, out),
@@ -84,8 +85,6 @@ fn write_sparse_raw(disk: &dyn VirtualDisk, out: &Path) -> Result<Converted> {
                 .into_iter()
                 .try_for_each(|w| w.join().map_err(|_| anyhow!("a copy thread panicked"))?)
         })?;
-        file.sync_all()
-            .with_context(|| format!("flushing {}", staging.display()))?;
         Ok(Converted {
             virtual_size: capacity,
             written: written.into_inner(),

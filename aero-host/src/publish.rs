@@ -419,15 +419,17 @@ impl Job {
             }
         }
 
-        let job = Arc::clone(&self);
-        let need_hash = known.is_none() && (want_digest || existing.is_some());
-        let (bytes, computed) =
+        // Block status is metadata only; zero chunks never leave this task.
+        let zero = match &known {
+            Some(k) => k.zero,
+            None => is_zero_range(self.disk.as_ref(), offset, len)?,
+        };
+        let (bytes, computed) = if zero {
+            (ChunkBytes::Zero, None)
+        } else {
+            let job = Arc::clone(&self);
+            let need_hash = known.is_none() && (want_digest || existing.is_some());
             tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
-                if known.as_ref().is_some_and(|k| k.zero)
-                    || is_zero_range(job.disk.as_ref(), offset, len)?
-                {
-                    return Ok((ChunkBytes::Zero, None));
-                }
                 let mut buf = job.buffers.take(len as usize);
                 job.disk
                     .read_at(offset, buf.as_mut_slice())
@@ -436,9 +438,9 @@ impl Job {
                 Ok((ChunkBytes::Data(buf.into_bytes()), digest))
             })
             .await
-            .context("chunk reader stopped")??;
+            .context("chunk reader stopped")??
+        };
 
-        let zero = matches!(bytes, ChunkBytes::Zero);
         let digest = match (&bytes, computed) {
             (_, Some(d)) => Some(d),
             (ChunkBytes::Zero, None) if want_digest || existing.is_some() => {

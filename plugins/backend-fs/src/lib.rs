@@ -59,7 +59,7 @@ impl StorageBackend for FsBackend {
     }
 }
 
-/// Writes all-zero objects as sparse files: staged, sized with `set_len`, renamed.
+/// Writes all-zero objects as sparse files sized with `set_len`.
 struct SparseFiles {
     root: PathBuf,
 }
@@ -77,25 +77,23 @@ impl ZeroObjects for SparseFiles {
             return Err(Error::invalid_input(format!("invalid object key '{key}'")));
         }
         let target = self.root.join(key);
-        let staging = self.root.join(STAGING_DIR);
-        let key_owned = key.to_string();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some(parent) = target.parent() {
+        // A couple of metadata syscalls: cheap enough to run on the async thread. A sparse
+        // file is created whole by `set_len`, so no staging is needed: an interrupted create
+        // leaves at worst an empty file, which a re-run sees has the wrong size and replaces.
+        sparse_file(&target, size).map_err(|e| Error::io(format!("writing zero object {key}: {e}")))
+    }
+}
+
+/// Creates (or replaces) a sparse file of `size` bytes, creating its directory when missing.
+fn sparse_file(path: &Path, size: u64) -> std::io::Result<()> {
+    let create = || std::fs::File::create(path)?.set_len(size);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::create_dir_all(&staging)?;
-            let tmp = staging.join(format!(
-                "zero-{}-{}",
-                std::process::id(),
-                key_owned.replace('/', "_")
-            ));
-            let file = std::fs::File::create(&tmp)?;
-            file.set_len(size)?;
-            drop(file);
-            std::fs::rename(&tmp, &target)
-        })
-        .await
-        .map_err(|e| Error::io(format!("writing zero object {key}: {e}")))?
-        .map_err(|e| Error::io(format!("writing zero object {key}: {e}")))
+            create()
+        }
+        other => other,
     }
 }
