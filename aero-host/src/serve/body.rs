@@ -23,15 +23,17 @@ pub struct Plan {
     source: Source,
     pos: u64,
     end: u64,
+    tag: Arc<str>,
 }
 
 impl Plan {
-    /// Bytes `start..end` of `source`.
-    pub fn new(source: Source, start: u64, end: u64) -> Self {
+    /// Bytes `start..end` of `source`, whose content is identified by `tag` (its validators).
+    pub fn new(source: Source, start: u64, end: u64, tag: Arc<str>) -> Self {
         Plan {
             source,
             pos: start,
             end,
+            tag,
         }
     }
 }
@@ -48,6 +50,7 @@ impl Iterator for Plan {
                 key: key.clone(),
                 start: self.pos,
                 end: self.end.min(self.pos + PIECE),
+                tag: Arc::clone(&self.tag),
             },
             Source::Chunked(m) => {
                 let size = m.manifest.chunk_size;
@@ -59,6 +62,7 @@ impl Iterator for Plan {
                     key: m.chunk_key(index),
                     start: self.pos - base,
                     end: end - base,
+                    tag: Arc::clone(&self.tag),
                 }
             }
         };
@@ -76,6 +80,8 @@ pub struct Piece {
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
+    /// Identifies the object's content (its validators), for caching.
+    pub tag: Arc<str>,
 }
 
 /// Reads one piece, failing when the object is shorter than expected.

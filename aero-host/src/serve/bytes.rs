@@ -1,6 +1,6 @@
 //! `/v1/images/:image_id[/data]`: image bytes with Range (SPEC 3.5).
 
-use super::body::{read_piece, Accounting, Plan, SizedBody};
+use super::body::{Accounting, Plan, SizedBody};
 use super::conditional::{if_range_satisfied, not_modified, put_validators};
 use super::cors::RouteKind;
 use super::ids::{decode, id_ok, MAX_RAW_ID};
@@ -196,7 +196,11 @@ async fn body(
     if *method == Method::HEAD {
         return Ok(respond(status, headers, Body::empty()));
     }
-    let mut plan = Plan::new(image.source.clone(), start, end);
+    let tag = format!(
+        "{}|{:?}",
+        image.validators.etag, image.validators.last_modified
+    );
+    let mut plan = Plan::new(image.source.clone(), start, end, tag.into());
     // A range (bounded by max_range_bytes) is read up front, its pieces concurrently; a full
     // body is streamed piece by piece after the first.
     let upfront: Vec<_> = if status == StatusCode::PARTIAL_CONTENT {
@@ -204,7 +208,7 @@ async fn body(
     } else {
         plan.next().into_iter().collect()
     };
-    let reads = futures::future::try_join_all(upfront.iter().map(|p| read_piece(&st.store.op, p)));
+    let reads = futures::future::try_join_all(upfront.iter().map(|p| st.store.read_cached(p)));
     let ready: VecDeque<_> = reads
         .await
         .map(|v| v.into_iter().flatten().collect())

@@ -1,6 +1,6 @@
 //! `/v1/images/:image_id/chunked/...`: manifests and chunks of published images (SPEC 3.6).
 
-use super::body::{read_piece, Accounting, Piece, SizedBody};
+use super::body::{Accounting, Piece, SizedBody};
 use super::bytes::respond;
 use super::conditional::{derived_etag, not_modified, put_validators, Validators};
 use super::cors::RouteKind;
@@ -149,7 +149,8 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
         }
         return Ok(respond(StatusCode::OK, headers, Body::empty()));
     }
-    let mut plan = super::body::Plan::new(super::images::Source::Raw(key), 0, size);
+    let tag = format!("{}|{:?}", v.etag, v.last_modified);
+    let mut plan = super::body::Plan::new(super::images::Source::Raw(key), 0, size, tag.into());
     let ready = match plan.next() {
         Some(first) => read(st, h, &first).await?,
         None => VecDeque::new(),
@@ -169,7 +170,7 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
 }
 
 async fn read(st: &Shared, h: &HeaderMap, p: &Piece) -> Reply<VecDeque<axum::body::Bytes>> {
-    read_piece(&st.store.op, p).await.map_err(|e| {
+    st.store.read_cached(p).await.map_err(|e| {
         let missing = e
             .get_ref()
             .and_then(|i| i.downcast_ref::<aero_plugin_api::backend::opendal::Error>())

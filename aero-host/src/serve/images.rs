@@ -2,15 +2,17 @@
 //! (`<prefix><id>/latest.json`, `<prefix><id>/<version>/manifest.json`) and raw objects listed
 //! in the catalog. Pointers, manifests, the catalog and stats are cached for a short TTL.
 
+use super::body::{read_piece, Piece};
 use super::catalog::{self, Entry};
 use super::conditional::{derived_etag, post_epoch, Validators};
 use super::metrics::{Metrics, StoreErrorKind};
+use super::piece_cache::PieceCache;
 use super::settings::Settings;
 use crate::chunked::{sha256_hex, Latest, Manifest, ManifestLimits};
 use crate::storage::is_not_found;
 use aero_plugin_api::backend::opendal::{self, Operator};
 use axum::body::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -158,6 +160,7 @@ pub struct Store {
     latest: Ttl<String, Result<Latest, StoreError>>,
     manifests: Ttl<String, Result<Arc<LoadedManifest>, StoreError>>,
     stats: Ttl<String, Result<Stat, StoreError>>,
+    pieces: Option<PieceCache>,
 }
 
 fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
@@ -177,7 +180,31 @@ impl Store {
             latest: Ttl::new(ttl),
             manifests: Ttl::new(ttl),
             stats: Ttl::new(ttl),
+            pieces: PieceCache::new(settings.cache_bytes),
         }
+    }
+
+    /// Reads one piece, from the piece cache when it holds it.
+    pub async fn read_cached(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
+        let Some(cache) = &self.pieces else {
+            return read_piece(&self.op, piece).await;
+        };
+        if let Some(bytes) = cache.get(piece) {
+            return Ok(VecDeque::from([bytes]));
+        }
+        let parts = read_piece(&self.op, piece).await?;
+        let bytes = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            Bytes::from(
+                parts
+                    .iter()
+                    .flat_map(|b| b.iter().copied())
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        cache.insert(piece, bytes.clone());
+        Ok(VecDeque::from([bytes]))
     }
 
     /// The catalog: `None` when absent (and not required).

@@ -15,6 +15,7 @@ mod errors;
 mod ids;
 mod images;
 mod metrics;
+mod piece_cache;
 mod range;
 mod router;
 mod settings;

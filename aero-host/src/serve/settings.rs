@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// milliseconds [env AERO_STORAGE_CACHE_TTL_MS; default 2000].
     #[arg(long)]
     pub cache_ttl_ms: Option<u64>,
+    /// Bytes of recently served ranges and chunks kept in memory, 0 = none
+    /// [env AERO_STORAGE_CACHE_BYTES; default 268435456].
+    #[arg(long)]
+    pub cache_bytes: Option<u64>,
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [env AERO_STORAGE_SHUTDOWN_GRACE_SECS; default 30].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
@@ -94,6 +98,8 @@ pub struct Settings {
     pub disable_metrics: bool,
     pub metrics_token: Option<String>,
     pub cache_ttl: Duration,
+    /// Bytes of served pieces kept in memory.
+    pub cache_bytes: u64,
     pub shutdown_grace: Duration,
     pub metrics_max_ids: usize,
     pub version: String,
@@ -310,6 +316,11 @@ impl ServeArgs {
                 env.num("AERO_STORAGE_CACHE_TTL_MS")?,
                 2000,
             )),
+            cache_bytes: opt(
+                self.cache_bytes,
+                env.num("AERO_STORAGE_CACHE_BYTES")?,
+                256 * 1024 * 1024,
+            ),
             shutdown_grace: Duration::from_secs(opt(
                 self.shutdown_grace_secs,
                 env.num("AERO_STORAGE_SHUTDOWN_GRACE_SECS")?,
