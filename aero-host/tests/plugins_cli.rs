@@ -134,3 +134,50 @@ fn plugins_test_without_a_plugin_says_what_to_pass() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--plugin"));
 }
+
+#[test]
+fn a_config_loads_a_library_plugin_and_publishes_its_format() {
+    let fixtures = Fixtures::builtin();
+    let vmdk = library("format-vmdk");
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins.d");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    std::fs::copy(&vmdk, plugins_dir.join("libformat_vmdk.so")).unwrap();
+    let config = dir.path().join("aero.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"fs\"\nroot = \"store\"\n\n[plugins]\ndir = \"plugins.d\"\n\n\
+             [[publish]]\nfile = \"{}\"\nprefix = \"images/\"\nimage_id = \"vm\"\n\
+             compute_version = \"sha256\"\nverify = true\n",
+            fixtures.dir().join("stream.vmdk").display()
+        ),
+    )
+    .unwrap();
+    let out = aero(&["run", config.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = fixtures
+        .entries()
+        .iter()
+        .find(|f| f.name == "stream.vmdk")
+        .and_then(|f| f.sha256.clone())
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(summary["version"], format!("sha256-{expected}"));
+    assert!(dir
+        .path()
+        .join("store/images/vm")
+        .join(summary["version"].as_str().unwrap())
+        .join("manifest.json")
+        .exists());
+
+    // Without the plugin, the same image is not a vmdk to aero-host: it reads as raw.
+    let out = aero(&[
+        "inspect",
+        fixtures.dir().join("stream.vmdk").to_str().unwrap(),
+        "--json",
+    ]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["format"], "raw");
+}
