@@ -26,12 +26,16 @@ make_images() {
   }
 }
 
-# Best wall-clock seconds of three runs of a command (which must succeed): the machine's
-# other work only ever adds time.
+# Best wall-clock seconds of three runs of `CMD...` (which must succeed). Before each run,
+# untimed: OUTPUT is removed and dirty pages are flushed, so no run pays for another's writes.
+#   seconds OUTPUT CMD...
 seconds() {
-  python3 -c 'import subprocess, sys, time
+  python3 -c 'import os, shutil, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
 def once():
-    t = time.monotonic(); subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+    shutil.rmtree(out, ignore_errors=True) if os.path.isdir(out) else (os.path.exists(out) and os.remove(out))
+    os.sync()
+    t = time.monotonic(); subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.monotonic() - t
 print(min(once() for _ in range(3)))' "$@"
 }
@@ -41,8 +45,8 @@ run() {
   size=$(qemu-img info --output=json "$image" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
   cat "$image" > /dev/null   # warm the page cache for both
   local ours theirs
-  ours=$(seconds "$bin" convert "$image" "$work/out-ours.raw")
-  theirs=$(seconds qemu-img convert -f qcow2 -O raw "$image" "$work/out-qemu.raw")
+  ours=$(seconds "$work/out-ours.raw" "$bin" convert "$image" "$work/out-ours.raw")
+  theirs=$(seconds "$work/out-qemu.raw" qemu-img convert -f qcow2 -O raw "$image" "$work/out-qemu.raw")
   cmp -s "$work/out-ours.raw" "$work/out-qemu.raw" || { echo "$name: outputs differ!" >&2; exit 1; }
   rm -f "$work/out-ours.raw" "$work/out-qemu.raw"
   python3 - "$name" "$size" "$ours" "$theirs" <<'PY'

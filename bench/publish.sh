@@ -15,12 +15,16 @@ bin=$PWD/target/release/aero-host
 [ -f "$work/random-1g.raw" ] || head -c 1G /dev/urandom > "$work/random-1g.raw"
 [ -f "$work/sparse-8g.qcow2" ] || bash bench/formats.sh "$work" >/dev/null
 
-# Best wall-clock seconds of three runs of a command (which must succeed): the machine's
-# other work only ever adds time.
+# Best wall-clock seconds of three runs of `CMD...` (which must succeed). Before each run,
+# untimed: OUTPUT is removed and dirty pages are flushed, so no run pays for another's writes.
+#   seconds OUTPUT CMD...
 seconds() {
-  python3 -c 'import subprocess, sys, time
+  python3 -c 'import os, shutil, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
 def once():
-    t = time.monotonic(); subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+    shutil.rmtree(out, ignore_errors=True) if os.path.isdir(out) else (os.path.exists(out) and os.remove(out))
+    os.sync()
+    t = time.monotonic(); subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.monotonic() - t
 print(min(once() for _ in range(3)))' "$@"
 }
@@ -30,6 +34,7 @@ print(min(once() for _ in range(3)))' "$@"
 publish() {
   local image=$1 out=$2 best="" rss=0 t m run
   for run in 1 2 3; do
+    sync
     /usr/bin/time -f '%e %M' -o "$work/time.txt" "$bin" publish --storage "fs:$out-$run" --file "$image" \
       --prefix images/bench/ --image-version v1 --chunk-size 4194304 --checksum sha256 --json >/dev/null
     read -r t m < "$work/time.txt"
@@ -42,7 +47,7 @@ publish() {
 
 cat "$work/random-1g.raw" > /dev/null
 read -r ours rss1 < <(publish "$work/random-1g.raw" "$work/pub-random")
-ref=$(seconds openssl dgst -sha256 "$work/random-1g.raw")
+ref=$(seconds "$work/no-output" openssl dgst -sha256 "$work/random-1g.raw")
 python3 - "$ours" "$ref" "$rss1" <<'PY'
 import sys
 ours, ref, rss = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
@@ -53,7 +58,7 @@ PY
 
 cat "$work/sparse-8g.qcow2" > /dev/null
 read -r ours rss2 < <(publish "$work/sparse-8g.qcow2" "$work/pub-sparse")
-ref=$(seconds qemu-img convert -f qcow2 -O raw "$work/sparse-8g.qcow2" "$work/qemu-out.raw")
+ref=$(seconds "$work/qemu-out.raw" qemu-img convert -f qcow2 -O raw "$work/sparse-8g.qcow2" "$work/qemu-out.raw")
 rm -f "$work/qemu-out.raw"
 python3 - "$ours" "$ref" "$rss2" <<'PY'
 import sys
