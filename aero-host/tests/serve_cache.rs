@@ -30,7 +30,11 @@ fn a_rewritten_raw_image_is_served_fresh_after_the_ttl() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (status, _, body) = curl(&["-H", range, &url]);
     assert_eq!(status, 206);
-    assert_eq!(body, vec![0x22u8; 4096], "stale bytes served after the object changed");
+    assert_eq!(
+        body,
+        vec![0x22u8; 4096],
+        "stale bytes served after the object changed"
+    );
 }
 
 #[test]
