@@ -102,7 +102,7 @@ impl Server {
             ])
             .args(args)
             .envs(envs.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,opendal=error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
