@@ -4,9 +4,9 @@
 use crate::buffers::BufferPool;
 use crate::chunked::{
     chunk_key, resolve_destination, ChunkEntry, Destination, DestinationRequest, Latest, Manifest,
-    Meta, ObjectKind, MAX_CHUNK_SIZE,
+    ManifestLimits, Meta, ObjectKind, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };
-use crate::objects::{put, recorded_digest, stat, CacheControls};
+use crate::objects::{put, read_limited, recorded_digest, stat, CacheControls};
 use crate::progress::Progress;
 use aero_plugin_api::backend::Storage;
 use aero_plugin_api::{ExtentKind, VirtualDisk};
@@ -128,6 +128,16 @@ pub struct PublishSummary {
     pub seconds: f64,
 }
 
+/// Aborts a chunk task when its result is no longer wanted (another chunk failed), so a
+/// failed publish leaves no task writing behind it.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What happened to one chunk.
 struct ChunkOutcome {
     entry: ChunkEntry,
@@ -145,6 +155,8 @@ struct Job {
     total_size: u64,
     precomputed: Option<Vec<ChunkDigest>>,
     zero_digests: Mutex<HashMap<u64, String>>,
+    /// The manifest already stored for this version, whose chunks must not change.
+    published: Option<Manifest>,
     buffers: Arc<BufferPool>,
     progress: Progress,
 }
@@ -201,6 +213,7 @@ pub async fn publish(
         image_version: plan.image_version.as_deref(),
         computed_version: computed_version.as_deref(),
     })?;
+    let published = published_manifest(&storage, &destination, total_size, plan.chunk_size).await?;
     progress.start_upload(
         total_size,
         chunk_count,
@@ -218,6 +231,7 @@ pub async fn publish(
         total_size,
         precomputed,
         zero_digests: Mutex::new(HashMap::new()),
+        published,
         buffers: BufferPool::new(chunk_size as usize),
         progress: progress.clone(),
     });
@@ -225,7 +239,11 @@ pub async fn publish(
     let outcomes: Vec<ChunkOutcome> = stream::iter(0..chunk_count)
         .map(|index| {
             let task = tokio::spawn(Arc::clone(&job).publish_chunk(index));
-            async move { task.await.context("a chunk task stopped")? }
+            let guard = AbortOnDrop(task.abort_handle());
+            async move {
+                let _guard = guard;
+                task.await.context("a chunk task stopped")?
+            }
         })
         .buffered(concurrency)
         .try_collect()
@@ -309,6 +327,38 @@ pub async fn publish(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The manifest already published at `destination`, when there is one: a re-run may complete
+/// or repair that version but never change its bytes (versions are immutable).
+async fn published_manifest(
+    storage: &Storage,
+    destination: &Destination,
+    total_size: u64,
+    chunk_size: u64,
+) -> Result<Option<Manifest>> {
+    let key = destination.manifest_key();
+    let Some(bytes) = read_limited(storage, &key, MAX_MANIFEST_BYTES).await? else {
+        return Ok(None);
+    };
+    let immutable = || {
+        format!(
+            "version '{}' of image '{}' is already published ({key}) with other content; \
+             versions are immutable: publish under a new --image-version, or use --compute-version sha256",
+            destination.version, destination.image_id
+        )
+    };
+    let manifest = Manifest::parse(
+        &bytes,
+        ManifestLimits {
+            max_chunks: MAX_CHUNKS,
+        },
+    )
+    .with_context(|| format!("checking the already published {key}"))?;
+    if manifest.total_size != total_size || manifest.chunk_size != chunk_size {
+        bail!(immutable());
+    }
+    Ok(Some(manifest))
 }
 
 /// Reads the whole disk once: the `sha256-…` version and every chunk's digest, hashing the
@@ -428,7 +478,8 @@ impl Job {
             (ChunkBytes::Zero, None)
         } else {
             let job = Arc::clone(&self);
-            let need_hash = known.is_none() && (want_digest || existing.is_some());
+            let need_hash =
+                known.is_none() && (want_digest || existing.is_some() || self.published.is_some());
             tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
                 let mut buf = job.buffers.take(len as usize);
                 job.disk
@@ -443,7 +494,9 @@ impl Job {
 
         let digest = match (&bytes, computed) {
             (_, Some(d)) => Some(d),
-            (ChunkBytes::Zero, None) if want_digest || existing.is_some() => {
+            (ChunkBytes::Zero, None)
+                if want_digest || existing.is_some() || self.published.is_some() =>
+            {
                 Some(self.zero_digest(len))
             }
             _ => self
@@ -462,6 +515,16 @@ impl Job {
             }
         }
 
+        if let Some(published) = &self.published {
+            // Writing may only restore what the published manifest names.
+            if published.chunk_sha256(index).is_none() || published.chunk_sha256(index) != digest {
+                bail!(
+                    "chunk {index} differs from the already published {}; versions are immutable: \
+                     publish under a new --image-version, or use --compute-version sha256",
+                    self.destination.manifest_key()
+                );
+            }
+        }
         let meta = self.plan.cache_control.meta(ObjectKind::Chunk);
         let uploaded = match (bytes, &self.storage.zero_objects) {
             (ChunkBytes::Zero, Some(zero_objects)) => {

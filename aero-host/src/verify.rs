@@ -564,6 +564,9 @@ async fn check_latest(
             };
             let latest = Latest::parse(&bytes).with_context(|| format!("checking {key}"))?;
             if latest.manifest_key != manifest_key {
+                latest
+                    .check_against(&root, manifest_key, manifest)
+                    .with_context(|| format!("checking {key}"))?;
                 if crate::objects::stat(storage, &latest.manifest_key)
                     .await?
                     .is_none()
