@@ -139,14 +139,15 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
         HeaderValue::from_static("application/octet-stream"),
     );
     finish(&mut headers, size);
+    // Checked before any header is sent, so a damaged object is an error, not a short body.
+    let stat = st.store.stat(&key).await.map_err(fail)?;
+    if stat.size != size {
+        return Err(fail(StoreError::Io(format!(
+            "{key} holds {} bytes, the manifest says {size}",
+            stat.size
+        ))));
+    }
     if *method == Method::HEAD {
-        let stat = st.store.stat(&key).await.map_err(fail)?;
-        if stat.size != size {
-            return Err(fail(StoreError::Io(format!(
-                "{key} holds {} bytes, the manifest says {size}",
-                stat.size
-            ))));
-        }
         return Ok(respond(StatusCode::OK, headers, Body::empty()));
     }
     let tag = format!("{}|{:?}", v.etag, v.last_modified);

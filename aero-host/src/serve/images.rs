@@ -267,7 +267,12 @@ impl Store {
                 .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))
                 .and_then(|l| {
                     let expected = format!("{}{id}/{}/manifest.json", self.prefix, l.version);
-                    if super::ids::id_ok(&l.version) && l.manifest_key == expected {
+                    if l.image_id != id {
+                        Err(StoreError::Manifest(format!(
+                            "{key}: imageId '{}' is not '{id}'",
+                            l.image_id
+                        )))
+                    } else if super::ids::id_ok(&l.version) && l.manifest_key == expected {
                         Ok(l)
                     } else {
                         Err(StoreError::Manifest(format!(
@@ -301,6 +306,12 @@ impl Store {
             let bytes = self.op.read(&key).await.map_err(StoreError::io)?.to_bytes();
             let manifest = Manifest::parse(&bytes, ManifestLimits::default())
                 .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))?;
+            if manifest.image_id != id || manifest.version != version {
+                return Err(StoreError::Manifest(format!(
+                    "{key} names image '{}' version '{}', not '{id}' version '{version}'",
+                    manifest.image_id, manifest.version
+                )));
+            }
             Ok(Arc::new(LoadedManifest {
                 version_prefix,
                 etag: format!("\"{}\"", sha256_hex(&bytes)),
