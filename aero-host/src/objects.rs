@@ -2,7 +2,7 @@
 
 use crate::chunked::{has_no_transform, ObjectKind};
 use crate::storage::is_not_found;
-use aero_plugin_api::backend::{opendal, ObjectMeta, Storage};
+use aero_plugin_api::backend::{opendal, ObjectMeta, Storage, DIGEST_METADATA_KEY};
 use anyhow::{bail, Context, Result};
 
 /// The Cache-Control values of the three kinds of published objects.
@@ -42,21 +42,18 @@ impl CacheControls {
             content_type: kind.content_type().to_string(),
             cache_control: cache_control.clone(),
             content_encoding: "identity".to_string(),
+            sha256: None,
         }
     }
 }
 
-/// The user-metadata key holding a chunk's sha256.
-pub const DIGEST_METADATA_KEY: &str = "sha256";
-
-/// Writes `bytes` to `key` with `meta` (as far as the backend stores metadata) and, when
-/// given, the sha256 as user metadata.
+/// Writes `bytes` to `key` with `meta`, as far as the backend stores metadata (the sha256 as
+/// user metadata [`DIGEST_METADATA_KEY`]).
 pub async fn put(
     storage: &Storage,
     key: &str,
     bytes: impl Into<opendal::Buffer>,
     meta: &ObjectMeta,
-    digest: Option<&str>,
 ) -> Result<()> {
     let capability = storage.operator.info().capability();
     let mut write = storage.operator.write_with(key, bytes);
@@ -69,7 +66,7 @@ pub async fn put(
     if capability.write_with_content_encoding {
         write = write.content_encoding(&meta.content_encoding);
     }
-    if let (Some(digest), true) = (digest, capability.write_with_user_metadata) {
+    if let (Some(digest), true) = (&meta.sha256, capability.write_with_user_metadata) {
         write = write.user_metadata([(DIGEST_METADATA_KEY.to_string(), digest.to_string())]);
     }
     if let Err(e) = write.await {

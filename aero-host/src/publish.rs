@@ -8,7 +8,7 @@ use crate::chunked::{
 };
 use crate::objects::{put, read_limited, recorded_digest, stat, CacheControls};
 use crate::progress::Progress;
-use aero_plugin_api::backend::Storage;
+use aero_plugin_api::backend::{ObjectMeta, Storage};
 use aero_plugin_api::{ExtentKind, VirtualDisk};
 use anyhow::{anyhow, bail, Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -289,7 +289,6 @@ pub async fn publish(
         &destination.manifest_key(),
         manifest.to_json(),
         &cc.meta(ObjectKind::Manifest),
-        None,
     )
     .await?;
     if !plan.no_meta {
@@ -306,7 +305,6 @@ pub async fn publish(
             &destination.meta_key(),
             meta.to_json(),
             &cc.meta(ObjectKind::Meta),
-            None,
         )
         .await?;
     }
@@ -321,7 +319,6 @@ pub async fn publish(
             &destination.latest_key(),
             latest.to_json(),
             &cc.meta(ObjectKind::Latest),
-            None,
         )
         .await?;
     }
@@ -525,7 +522,10 @@ impl Job {
                 );
             }
         }
-        let meta = self.plan.cache_control.meta(ObjectKind::Chunk);
+        let meta = ObjectMeta {
+            sha256: digest.clone(),
+            ..self.plan.cache_control.meta(ObjectKind::Chunk)
+        };
         let uploaded = match (bytes, &self.storage.zero_objects) {
             (ChunkBytes::Zero, Some(zero_objects)) => {
                 zero_objects
@@ -535,18 +535,11 @@ impl Job {
                 0
             }
             (ChunkBytes::Zero, None) => {
-                put(
-                    &self.storage,
-                    &key,
-                    vec![0u8; len as usize],
-                    &meta,
-                    digest.as_deref(),
-                )
-                .await?;
+                put(&self.storage, &key, vec![0u8; len as usize], &meta).await?;
                 len
             }
             (ChunkBytes::Data(buf), _) => {
-                put(&self.storage, &key, buf, &meta, digest.as_deref()).await?;
+                put(&self.storage, &key, buf, &meta).await?;
                 len
             }
         };

@@ -11,6 +11,9 @@ pub use opendal;
 /// other than `type`, as strings.
 pub type Settings = BTreeMap<String, String>;
 
+/// The user-metadata key holding an object's sha256.
+pub const DIGEST_METADATA_KEY: &str = "sha256";
+
 /// HTTP metadata stored with an object (where the backend can store it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -20,6 +23,9 @@ pub struct ObjectMeta {
     pub cache_control: String,
     /// `Content-Encoding`.
     pub content_encoding: String,
+    /// The content's sha256 (lowercase hex), kept as user metadata `sha256` where the backend
+    /// can, so re-runs recognise stored objects without reading them.
+    pub sha256: Option<String>,
 }
 
 /// A storage backend plugin.
@@ -43,8 +49,6 @@ pub struct Storage {
     pub operator: opendal::Operator,
     /// A human-readable location (`fs:/srv/images`, `s3://bucket/root`).
     pub description: String,
-    /// Whether objects keep the metadata given when writing them (`fs` does not).
-    pub stores_http_metadata: bool,
     /// A cheap way to create all-zero objects, when the backend has one.
     pub zero_objects: Option<Arc<dyn ZeroObjects>>,
 }

@@ -53,7 +53,6 @@ impl StorageBackend for FsBackend {
         Ok(Storage {
             operator,
             description: format!("fs:{root_str}"),
-            stores_http_metadata: false,
             zero_objects: Some(Arc::new(SparseFiles { root })),
         })
     }

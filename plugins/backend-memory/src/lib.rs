@@ -29,7 +29,6 @@ impl StorageBackend for MemoryBackend {
         Ok(Storage {
             operator,
             description: "memory:".to_string(),
-            stores_http_metadata: true,
             zero_objects: None,
         })
     }

@@ -6,7 +6,7 @@
 
 use aero_plugin_api::backend::{
     async_trait, opendal, parse_bool, storage_error, ObjectMeta, Settings, Storage, StorageBackend,
-    ZeroObjects,
+    ZeroObjects, DIGEST_METADATA_KEY,
 };
 use aero_plugin_api::{register_backend, Error, Result};
 use std::collections::HashMap;
@@ -103,7 +103,6 @@ impl StorageBackend for S3Backend {
             } else {
                 format!("s3://{bucket}/{root_shown}")
             },
-            stores_http_metadata: true,
             zero_objects: Some(Arc::new(ZeroCopies::default())),
         })
     }
@@ -135,11 +134,16 @@ impl ZeroObjects for ZeroCopies {
         }
         let len = usize::try_from(size)
             .map_err(|_| Error::invalid_input(format!("zero object {key} too large")))?;
-        operator
+        let mut write = operator
             .write_with(key, vec![0u8; len])
             .content_type(&meta.content_type)
             .cache_control(&meta.cache_control)
-            .content_encoding(&meta.content_encoding)
+            .content_encoding(&meta.content_encoding);
+        if let Some(digest) = &meta.sha256 {
+            // Copies keep it: every zero object of this size has this digest.
+            write = write.user_metadata([(DIGEST_METADATA_KEY.to_string(), digest.clone())]);
+        }
+        write
             .await
             .map_err(|e| storage_error(format!("writing {key}"), e))?;
         templates.insert(size, key.to_string());
