@@ -1,12 +1,12 @@
 //! The commands behind the CLI.
 
-use crate::config::Config;
+use crate::config::{Config, PublishJob};
 use crate::convert::Target;
 use crate::plugins::{Catalogue, LibrarySelection};
 use crate::progress::Progress;
 use crate::publish::{publish as publish_disk, PublishSummary};
 use crate::publish_args::PublishArgs;
-use crate::storage::{open_storage, StoragePolicy, StorageSpec};
+use crate::storage::{open_storage, with_policy, StoragePolicy, StorageSpec};
 use crate::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
 use aero_plugin_api::backend::Storage;
 use aero_plugin_api::{OpenOptions, OpenedDisk};
@@ -303,7 +303,8 @@ fn test_plugins(libraries: &[PathBuf], fixtures: Option<&Path>) -> Result<ExitCo
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The async runtime; `AERO_TOKIO_WORKER_THREADS` sizes it.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(threads) = std::env::var("AERO_TOKIO_WORKER_THREADS") {
         match threads.parse::<usize>() {
@@ -424,7 +425,7 @@ pub fn publish(
         let summary = publish_one(&catalogue, Arc::clone(&storage), &cmd.args, cmd.json).await?;
         print_summary(&summary, cmd.json)?;
         if cmd.verify {
-            let report = verify_published(&storage, &summary, None, cmd.args.concurrency).await?;
+            let report = verify_published(&storage, &summary, None, &cmd.args).await?;
             print_report(&report, cmd.json)?;
             if !report.ok() {
                 return Ok(ExitCode::FAILURE);
@@ -438,7 +439,7 @@ async fn verify_published(
     storage: &Arc<Storage>,
     summary: &PublishSummary,
     sample: Option<u64>,
-    concurrency: usize,
+    args: &PublishArgs,
 ) -> Result<VerifyReport> {
     let source = VerifySource::Storage {
         storage: Arc::clone(storage),
@@ -448,9 +449,9 @@ async fn verify_published(
     let options = VerifyOptions {
         image_id: Some(summary.image_id.clone()),
         image_version: Some(summary.version.clone()),
-        concurrency,
-        retries: 5,
-        max_chunks: 500_000,
+        concurrency: args.concurrency,
+        retries: args.retries,
+        max_chunks: crate::publish::MAX_CHUNKS,
         chunk_sample: sample,
         chunk_sample_seed: None,
     };
@@ -541,17 +542,21 @@ pub fn run(
     libs.prefer_library = config.plugins.prefer_library.clone();
     let catalogue = Catalogue::load(&libs)?;
     let spec = pick_storage(cli_storage, None, config.storage_spec(&catalogue)?)?;
-    let retries = config
-        .publish
-        .iter()
-        .map(|j| j.args.retries)
-        .max()
-        .unwrap_or(5);
-    let storage = storage_for(&catalogue, &spec, retries)?;
+    // One store for every job and the server (so `memory` works), each with its own policy.
+    let storage = open_storage(&catalogue, &spec, StoragePolicy::default())?;
+    let for_job = |job: &PublishJob| {
+        Arc::new(with_policy(
+            &storage,
+            StoragePolicy {
+                attempts: job.args.retries.max(1),
+                ..StoragePolicy::default()
+            },
+        ))
+    };
     runtime()?.block_on(async {
         let mut published = Vec::new();
         for job in &config.publish {
-            let summary = publish_one(&catalogue, Arc::clone(&storage), &job.args, json).await?;
+            let summary = publish_one(&catalogue, for_job(job), &job.args, json).await?;
             print_summary(&summary, json)?;
             published.push((job, summary));
         }
@@ -560,18 +565,15 @@ pub fn run(
             if !job.verify {
                 continue;
             }
-            let report = verify_published(
-                &storage,
-                summary,
-                job.verify_chunk_sample,
-                job.args.concurrency,
-            )
-            .await?;
+            let report =
+                verify_published(&for_job(job), summary, job.verify_chunk_sample, &job.args)
+                    .await?;
             print_report(&report, json)?;
             failed |= !report.ok();
         }
         if let (false, Some(serve)) = (failed, &config.serve) {
-            crate::serve::run(Arc::clone(&storage), serve.clone()).await?;
+            let storage = Arc::new(with_policy(&storage, crate::serve::storage_policy()));
+            crate::serve::run(storage, serve.clone()).await?;
         }
         Ok(if failed {
             ExitCode::FAILURE

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Chunk counts above this are refused (ask for a larger chunk size).
-pub const MAX_CHUNKS: u64 = 500_000;
+pub const MAX_CHUNKS: u64 = crate::chunked::DEFAULT_MAX_CHUNKS;
 
 /// How the version is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]

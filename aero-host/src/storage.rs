@@ -100,8 +100,14 @@ pub fn open_storage(
     policy: StoragePolicy,
 ) -> Result<Storage> {
     let backend = catalogue.backend(&spec.kind)?;
-    let mut storage =
-        build_storage(backend.as_ref(), &spec.settings).map_err(|e| anyhow!("{e}"))?;
+    let storage = build_storage(backend.as_ref(), &spec.settings).map_err(|e| anyhow!("{e}"))?;
+    Ok(with_policy(&storage, policy))
+}
+
+/// The same storage (the same objects, even for `memory`) with retries, timeouts and
+/// logging layered on as `policy` says.
+pub fn with_policy(storage: &Storage, policy: StoragePolicy) -> Storage {
+    let mut storage = storage.clone();
     storage.operator = storage
         .operator
         .layer(
@@ -117,7 +123,7 @@ pub fn open_storage(
                 .with_jitter(),
         )
         .layer(opendal::layers::LoggingLayer::default());
-    Ok(storage)
+    storage
 }
 
 /// Whether an opendal error means "no such object".

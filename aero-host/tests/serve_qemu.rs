@@ -63,8 +63,13 @@ fn qemu_img_converts_served_images_byte_for_byte() {
         assert_eq!(v["virtual-size"], data.len());
 
         let out = work.path().join(format!("{id}.raw"));
-        let conv = Command::new(&qemu_img)
-            .args(["convert", "-f", "raw", "-O", "raw", &url])
+        // One coroutine (-m 1): qemu 10.0's curl driver sometimes stalls forever with several
+        // requests in flight, against any server (nginx too). The deadline turns a stall into a
+        // failure instead of a hung test.
+        let conv = Command::new("timeout")
+            .arg("120")
+            .arg(&qemu_img)
+            .args(["convert", "-m", "1", "-f", "raw", "-O", "raw", &url])
             .arg(&out)
             .output()
             .unwrap();

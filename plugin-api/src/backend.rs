@@ -43,7 +43,8 @@ pub trait StorageBackend: Send + Sync {
     fn build(&self, settings: &Settings) -> Result<Storage>;
 }
 
-/// A configured store.
+/// A configured store. Clones share the same objects.
+#[derive(Clone)]
 pub struct Storage {
     /// Where objects live.
     pub operator: opendal::Operator,

@@ -27,7 +27,8 @@ impl ObjectKind {
 
 /// Key of chunk `index` under `version_prefix`, with the publisher's width of 8.
 pub fn chunk_key(version_prefix: &str, index: u64) -> String {
-    format!("{version_prefix}chunks/{index:08}.bin")
+    let width = super::CHUNK_INDEX_WIDTH as usize;
+    format!("{version_prefix}chunks/{index:0width$}.bin")
 }
 
 /// The inputs of destination resolution.

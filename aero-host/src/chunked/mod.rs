@@ -10,7 +10,9 @@ pub use latest::Latest;
 pub use layout::{
     chunk_key, normalize_prefix, resolve_destination, Destination, DestinationRequest, ObjectKind,
 };
-pub use manifest::{ChunkEntry, Manifest, ManifestLimits, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES};
+pub use manifest::{
+    ChunkEntry, Manifest, ManifestLimits, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
+};
 pub use meta::Meta;
 
 /// `schema` of a manifest.

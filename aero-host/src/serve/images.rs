@@ -65,12 +65,7 @@ pub struct LoadedManifest {
 impl LoadedManifest {
     /// The canonical key of chunk `index`.
     pub fn chunk_key(&self, index: u64) -> String {
-        format!(
-            "{}chunks/{:0width$}.bin",
-            self.version_prefix,
-            index,
-            width = self.manifest.chunk_index_width as usize
-        )
+        format!("{}{}", self.version_prefix, self.manifest.chunk_name(index))
     }
 
     /// The chunk index a canonical `name` stands for.

@@ -54,24 +54,8 @@ pub fn command(
     let spec = StorageSpec::parse_uri(uri)?;
     let catalogue = Catalogue::load(libs)?;
     let storage = Arc::new(open_storage(&catalogue, &spec, storage_policy())?);
-    let rt = runtime()?;
-    rt.block_on(run(storage, args))?;
+    crate::commands::runtime()?.block_on(run(storage, args))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("AERO_TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
-        builder.worker_threads(n);
-    }
-    builder
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// The log filter of a serve run (RUST_LOG still wins, and an explicit global `--log-level`).
