@@ -8,7 +8,7 @@ use super::conditional::{derived_etag, post_epoch, Validators};
 use super::metrics::{Metrics, StoreErrorKind};
 use super::piece_cache::PieceCache;
 use super::settings::Settings;
-use crate::chunked::{sha256_hex, Latest, Manifest, ManifestLimits};
+use crate::chunked::{sha256_hex, Latest, Manifest, ManifestLimits, MAX_MANIFEST_BYTES};
 use crate::storage::is_not_found;
 use aero_plugin_api::backend::opendal::{self, Operator};
 use axum::body::Bytes;
@@ -158,6 +158,22 @@ pub struct Store {
     pieces: Option<PieceCache>,
 }
 
+/// Largest `latest.json` read.
+const MAX_LATEST_BYTES: u64 = 1024 * 1024;
+
+/// Reads `key` when its stored size is at most `limit` bytes, so an oversized object never
+/// costs more than `limit` bytes of memory.
+async fn read_bounded(op: &Operator, key: &str, limit: u64) -> opendal::Result<Bytes> {
+    let size = op.stat(key).await?.content_length();
+    if size > limit {
+        return Err(opendal::Error::new(
+            opendal::ErrorKind::Unexpected,
+            format!("{key} is {size} bytes, more than the {limit} allowed"),
+        ));
+    }
+    Ok(op.read(key).await?.to_bytes())
+}
+
 fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
     post_epoch(m.last_modified().map(SystemTime::from))
 }
@@ -207,8 +223,8 @@ impl Store {
         if let Some(c) = self.catalog.get(&()) {
             return c;
         }
-        let result = match self.op.read(&self.catalog_key).await {
-            Ok(buf) => catalog::parse(&buf.to_bytes())
+        let result = match read_bounded(&self.op, &self.catalog_key, MAX_MANIFEST_BYTES).await {
+            Ok(buf) => catalog::parse(&buf)
                 .map(|e| Some(Arc::new(e)))
                 .map_err(|e| StoreError::Manifest(format!("catalog {}: {e:#}", self.catalog_key))),
             Err(e) if is_not_found(&e) => {
@@ -257,8 +273,8 @@ impl Store {
         if let Some(l) = self.latest.get(&key) {
             return l;
         }
-        let result = match self.op.read(&key).await {
-            Ok(buf) => Latest::parse(&buf.to_bytes())
+        let result = match read_bounded(&self.op, &key, MAX_LATEST_BYTES).await {
+            Ok(buf) => Latest::parse(&buf)
                 .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))
                 .and_then(|l| {
                     let expected = format!("{}{id}/{}/manifest.json", self.prefix, l.version);
@@ -295,7 +311,7 @@ impl Store {
         }
         let result = async {
             let meta = self.op.stat(&key).await.map_err(StoreError::io)?;
-            if meta.content_length() > crate::chunked::MAX_MANIFEST_BYTES {
+            if meta.content_length() > MAX_MANIFEST_BYTES {
                 return Err(StoreError::Manifest(format!("{key} is too large")));
             }
             let bytes = self.op.read(&key).await.map_err(StoreError::io)?.to_bytes();
