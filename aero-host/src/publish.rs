@@ -154,11 +154,25 @@ struct Job {
     destination: Destination,
     total_size: u64,
     precomputed: Option<Vec<ChunkDigest>>,
-    zero_digests: Mutex<HashMap<u64, String>>,
+    zero_digests: Arc<ZeroDigests>,
     /// The manifest already stored for this version, whose chunks must not change.
     published: Option<Manifest>,
     buffers: Arc<BufferPool>,
     progress: Progress,
+}
+
+/// The sha256 of an all-zero chunk, computed once per size.
+#[derive(Default)]
+struct ZeroDigests(Mutex<HashMap<u64, String>>);
+
+impl ZeroDigests {
+    fn get(&self, len: u64) -> String {
+        let mut cache = self.0.lock().expect("zero digest cache poisoned");
+        cache
+            .entry(len)
+            .or_insert_with(|| hex::encode(Sha256::digest(vec![0u8; len as usize])))
+            .clone()
+    }
 }
 
 /// A chunk's digest and whether it is all zeros, known before uploading.
@@ -192,14 +206,16 @@ pub async fn publish(
     }
 
     let mut bytes_read = 0;
+    let zero_digests = Arc::new(ZeroDigests::default());
     let (computed_version, precomputed) = match plan.compute_version {
         ComputeVersion::None => (None, None),
         ComputeVersion::Sha256 => {
             let disk = Arc::clone(&disk);
             let chunk_size = plan.chunk_size;
             let progress = progress.clone();
+            let zero_digests = Arc::clone(&zero_digests);
             let (version, digests, read) = tokio::task::spawn_blocking(move || {
-                hash_disk(disk.as_ref(), chunk_size, &progress)
+                hash_disk(disk.as_ref(), chunk_size, &zero_digests, &progress)
             })
             .await
             .context("hashing the disk")??;
@@ -230,7 +246,7 @@ pub async fn publish(
         destination: destination.clone(),
         total_size,
         precomputed,
-        zero_digests: Mutex::new(HashMap::new()),
+        zero_digests,
         published,
         buffers: BufferPool::new(chunk_size as usize),
         progress: progress.clone(),
@@ -359,53 +375,56 @@ async fn published_manifest(
 }
 
 /// Reads the whole disk once: the `sha256-…` version and every chunk's digest, hashing the
-/// stream on one core and the chunks on the other.
+/// stream on one core and the chunks on the other. Zero chunks are fed to the stream from one
+/// shared buffer and never read.
 fn hash_disk(
     disk: &dyn VirtualDisk,
     chunk_size: u64,
+    zero_digests: &ZeroDigests,
     progress: &Progress,
 ) -> Result<(String, Vec<ChunkDigest>, u64)> {
+    /// What the chunk hasher gets: a data chunk's bytes, or the length of a zero chunk.
+    enum Pending {
+        Data(Vec<u8>),
+        Zero(u64),
+    }
     let total = disk.capacity();
     let count = total.div_ceil(chunk_size);
     progress.start_hashing(total);
-    // (bytes, length, all zero): zero chunks share one buffer and their digest is computed once.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Arc<Vec<u8>>, usize, bool)>(2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(2);
     std::thread::scope(|scope| {
         let chunk_hasher = scope.spawn(move || {
-            let mut zero_digests: HashMap<usize, String> = HashMap::new();
-            let digest = |b: &[u8]| hex::encode(Sha256::digest(b));
             rx.into_iter()
-                .map(|(bytes, len, zero)| {
-                    let sha256 = if zero {
-                        zero_digests
-                            .entry(len)
-                            .or_insert_with(|| digest(&bytes[..len]))
-                            .clone()
-                    } else {
-                        digest(&bytes[..len])
-                    };
-                    ChunkDigest { sha256, zero }
+                .map(|pending| match pending {
+                    Pending::Data(bytes) => ChunkDigest {
+                        sha256: hex::encode(Sha256::digest(&bytes)),
+                        zero: false,
+                    },
+                    Pending::Zero(len) => ChunkDigest {
+                        sha256: zero_digests.get(len),
+                        zero: true,
+                    },
                 })
                 .collect::<Vec<_>>()
         });
         let mut whole = Sha256::new();
         let mut read = 0;
-        let zeros = Arc::new(vec![0u8; chunk_size as usize]);
+        let zeros = vec![0u8; chunk_size as usize];
         for index in 0..count {
             let offset = index * chunk_size;
             let len = chunk_size.min(total - offset);
-            let zero = is_zero_range(disk, offset, len)?;
-            let bytes = if zero {
-                Arc::clone(&zeros)
+            let pending = if is_zero_range(disk, offset, len)? {
+                whole.update(&zeros[..len as usize]);
+                Pending::Zero(len)
             } else {
                 let mut buf = vec![0u8; len as usize];
                 disk.read_at(offset, &mut buf).map_err(|e| anyhow!("{e}"))?;
                 read += len;
-                Arc::new(buf)
+                whole.update(&buf);
+                Pending::Data(buf)
             };
-            whole.update(&bytes[..len as usize]);
             progress.hashed(len);
-            if tx.send((bytes, len as usize, zero)).is_err() {
+            if tx.send(pending).is_err() {
                 break;
             }
         }
@@ -437,17 +456,6 @@ enum ChunkBytes {
 }
 
 impl Job {
-    fn zero_digest(&self, len: u64) -> String {
-        let mut cache = self
-            .zero_digests
-            .lock()
-            .expect("zero digest cache poisoned");
-        cache
-            .entry(len)
-            .or_insert_with(|| hex::encode(Sha256::digest(vec![0u8; len as usize])))
-            .clone()
-    }
-
     async fn publish_chunk(self: Arc<Self>, index: u64) -> Result<ChunkOutcome> {
         let offset = index * self.plan.chunk_size;
         let len = self.plan.chunk_size.min(self.total_size - offset);
@@ -458,11 +466,8 @@ impl Job {
 
         // A re-run with digests known up front skips stored chunks without reading them.
         if let (Some(meta), Some(known)) = (&existing, &known) {
-            if meta.content_length() == len
-                && recorded_digest(meta).as_deref() == Some(known.sha256.as_str())
-            {
-                self.progress.chunk_done(len);
-                return Ok(self.outcome(len, Some(known.sha256.clone()), known.zero, 0, 0, true));
+            if self.holds(&key, meta, len, &known.sha256, false).await? {
+                return Ok(self.stored(len, known.sha256.clone(), known.zero, 0));
             }
         }
 
@@ -494,7 +499,7 @@ impl Job {
             (ChunkBytes::Zero, None)
                 if want_digest || existing.is_some() || self.published.is_some() =>
             {
-                Some(self.zero_digest(len))
+                Some(self.zero_digests.get(len))
             }
             _ => self
                 .precomputed
@@ -504,11 +509,8 @@ impl Job {
         let read = if zero { 0 } else { len };
 
         if let (Some(meta), Some(digest)) = (&existing, &digest) {
-            if meta.content_length() == len
-                && self.stored_digest(&key, meta).await?.as_deref() == Some(digest.as_str())
-            {
-                self.progress.chunk_done(len);
-                return Ok(self.outcome(len, Some(digest.clone()), zero, read, 0, true));
+            if self.holds(&key, meta, len, digest, true).await? {
+                return Ok(self.stored(len, digest.clone(), zero, read));
             }
         }
 
@@ -572,21 +574,39 @@ impl Job {
         }
     }
 
-    /// The digest of a stored object: from its metadata, else by reading it back.
-    async fn stored_digest(
+    /// Whether `key` (described by `meta`) already holds this chunk: the right size and a
+    /// digest equal to `digest`, as recorded in its metadata or, with `read_back` when none is
+    /// recorded, found by reading the object back.
+    async fn holds(
         &self,
         key: &str,
         meta: &aero_plugin_api::backend::opendal::Metadata,
-    ) -> Result<Option<String>> {
-        if let Some(d) = recorded_digest(meta) {
-            return Ok(Some(d));
+        len: u64,
+        digest: &str,
+        read_back: bool,
+    ) -> Result<bool> {
+        if meta.content_length() != len {
+            return Ok(false);
         }
-        let bytes = self
-            .storage
-            .operator
-            .read(key)
-            .await
-            .with_context(|| format!("reading back {key}"))?;
-        Ok(Some(hex::encode(Sha256::digest(bytes.to_vec()))))
+        let stored = match recorded_digest(meta) {
+            Some(recorded) => recorded,
+            None if read_back => {
+                let bytes = self
+                    .storage
+                    .operator
+                    .read(key)
+                    .await
+                    .with_context(|| format!("reading back {key}"))?;
+                hex::encode(Sha256::digest(bytes.to_vec()))
+            }
+            None => return Ok(false),
+        };
+        Ok(stored == digest)
+    }
+
+    /// The outcome of a chunk found already stored.
+    fn stored(&self, len: u64, digest: String, zero: bool, read: u64) -> ChunkOutcome {
+        self.progress.chunk_done(len);
+        self.outcome(len, Some(digest), zero, read, 0, true)
     }
 }
