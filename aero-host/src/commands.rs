@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// `inspect` arguments.
+/// The image to read and how: shared by `inspect` and `convert`.
 #[derive(Debug, clap::Args)]
-pub struct InspectArgs {
+pub struct ImageArgs {
     /// The image.
     image: PathBuf,
     /// Format (default: detect).
@@ -29,6 +29,25 @@ pub struct InspectArgs {
     /// More directories backing files may live in.
     #[arg(long = "backing-root")]
     backing_roots: Vec<PathBuf>,
+}
+
+impl ImageArgs {
+    fn open(&self, catalogue: &Catalogue) -> Result<OpenedDisk> {
+        open_image(
+            catalogue,
+            &self.image,
+            &self.format,
+            self.allow_backing,
+            &self.backing_roots,
+        )
+    }
+}
+
+/// `inspect` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    source: ImageArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -37,22 +56,13 @@ pub struct InspectArgs {
 /// `convert` arguments.
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// The image.
-    image: PathBuf,
+    #[command(flatten)]
+    source: ImageArgs,
     /// The output file.
     out: PathBuf,
-    /// Input format (default: detect).
-    #[arg(long, default_value = "auto")]
-    format: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "raw")]
     to: Target,
-    /// Follow backing files.
-    #[arg(long)]
-    allow_backing: bool,
-    /// More directories backing files may live in.
-    #[arg(long = "backing-root")]
-    backing_roots: Vec<PathBuf>,
 }
 
 /// `plugins` subcommands.
@@ -195,16 +205,9 @@ fn open_image(
 
 /// `aero-host inspect`.
 pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
-    let catalogue = Catalogue::load(libs)?;
-    let opened = open_image(
-        &catalogue,
-        &args.image,
-        &args.format,
-        args.allow_backing,
-        &args.backing_roots,
-    )?;
+    let opened = args.source.open(&Catalogue::load(libs)?)?;
     let inspection = crate::inspect::inspect(&opened)
-        .with_context(|| format!("inspecting {}", args.image.display()))?;
+        .with_context(|| format!("inspecting {}", args.source.image.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
@@ -215,19 +218,12 @@ pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
 
 /// `aero-host convert`.
 pub fn convert(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
-    let catalogue = Catalogue::load(libs)?;
-    let opened = open_image(
-        &catalogue,
-        &args.image,
-        &args.format,
-        args.allow_backing,
-        &args.backing_roots,
-    )?;
+    let opened = args.source.open(&Catalogue::load(libs)?)?;
     let converted = crate::convert::convert(opened.disk.as_ref(), &args.out, args.to)
         .with_context(|| {
             format!(
                 "converting {} to {}",
-                args.image.display(),
+                args.source.image.display(),
                 args.out.display()
             )
         })?;
@@ -388,10 +384,7 @@ async fn publish_one(
     args: &PublishArgs,
     quiet: bool,
 ) -> Result<PublishSummary> {
-    if args.retries == 0 {
-        bail!("--retries must be at least 1");
-    }
-    args.plan().validate()?;
+    args.validate()?;
     let opened = open_image(
         catalogue,
         &args.file,

@@ -83,10 +83,7 @@ impl Config {
                 let line = line.map(|l| format!(" at line {l}")).unwrap_or_default();
                 format!("{}: [[publish]] entry {}{line}", path.display(), n + 1)
             };
-            job.args.plan().validate().with_context(at)?;
-            if job.args.retries == 0 {
-                bail!("{}: retries must be at least 1", at());
-            }
+            job.args.validate().with_context(at)?;
             job.args.file = base.join(&job.args.file);
             for root in &mut job.args.backing_roots {
                 *root = base.join(&*root);

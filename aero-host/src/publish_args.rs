@@ -88,6 +88,14 @@ impl Default for PublishArgs {
 }
 
 impl PublishArgs {
+    /// Checks every option (SPEC 1.10 step 1).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.retries == 0 {
+            anyhow::bail!("--retries must be at least 1");
+        }
+        self.plan().validate()
+    }
+
     /// The publish plan these options describe.
     pub fn plan(&self) -> PublishPlan {
         PublishPlan {
