@@ -3,7 +3,7 @@
 
 use crate::chunked::{
     resolve_destination, sha256_hex, DestinationRequest, Latest, Manifest, ManifestLimits, Meta,
-    MAX_MANIFEST_BYTES,
+    MAX_LATEST_BYTES, MAX_MANIFEST_BYTES,
 };
 use crate::objects::read_limited;
 use aero_plugin_api::backend::Storage;
@@ -409,7 +409,7 @@ pub async fn verify(source: VerifySource, options: &VerifyOptions) -> Result<Ver
             );
         }
     }
-    match fetcher.get("meta.json", 1024 * 1024).await? {
+    match fetcher.get("meta.json", MAX_LATEST_BYTES).await? {
         Some(bytes) => {
             Meta::parse(&bytes)?.check_against(&manifest)?;
             notes.push("meta.json agrees with the manifest".to_string());
@@ -522,7 +522,7 @@ async fn storage_manifest_key(
                 return Ok((key, None));
             }
             let latest_key = format!("{prefix}latest.json");
-            let Some(bytes) = read_limited(storage, &latest_key, 1024 * 1024).await? else {
+            let Some(bytes) = read_limited(storage, &latest_key, MAX_LATEST_BYTES).await? else {
                 bail!(
                     "neither {key} nor {latest_key} exists in {}: give the version's prefix, --image-version, or --manifest-key",
                     storage.description
@@ -559,7 +559,7 @@ async fn check_latest(
                 None => String::new(),
             };
             let key = format!("{root}latest.json");
-            let Some(bytes) = read_limited(storage, &key, 1024 * 1024).await? else {
+            let Some(bytes) = read_limited(storage, &key, MAX_LATEST_BYTES).await? else {
                 return Ok(());
             };
             let latest = Latest::parse(&bytes).with_context(|| format!("checking {key}"))?;

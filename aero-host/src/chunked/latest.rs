@@ -4,6 +4,9 @@ use super::{Manifest, LATEST_SCHEMA};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// Largest `latest.json` (and `meta.json`) readers accept.
+pub const MAX_LATEST_BYTES: u64 = 1024 * 1024;
+
 /// The pointer (SPEC 1.6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,8 +34,8 @@ impl Latest {
 
     /// Parses pointer bytes and checks the schema.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() > 1024 * 1024 {
-            bail!("latest.json is larger than 1 MiB");
+        if bytes.len() as u64 > MAX_LATEST_BYTES {
+            bail!("latest.json is larger than {MAX_LATEST_BYTES} bytes");
         }
         let latest: Latest = serde_json::from_slice(bytes).context("latest.json is not valid")?;
         if latest.schema != LATEST_SCHEMA {

@@ -6,7 +6,7 @@ mod layout;
 mod manifest;
 mod meta;
 
-pub use latest::Latest;
+pub use latest::{Latest, MAX_LATEST_BYTES};
 pub use layout::{
     chunk_key, normalize_prefix, resolve_destination, Destination, DestinationRequest, ObjectKind,
 };

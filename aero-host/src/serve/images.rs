@@ -8,7 +8,9 @@ use super::conditional::{derived_etag, post_epoch, Validators};
 use super::metrics::{Metrics, StoreErrorKind};
 use super::piece_cache::PieceCache;
 use super::settings::Settings;
-use crate::chunked::{sha256_hex, Latest, Manifest, ManifestLimits, MAX_MANIFEST_BYTES};
+use crate::chunked::{
+    sha256_hex, Latest, Manifest, ManifestLimits, MAX_LATEST_BYTES, MAX_MANIFEST_BYTES,
+};
 use crate::storage::is_not_found;
 use aero_plugin_api::backend::opendal::{self, Operator};
 use axum::body::Bytes;
@@ -157,9 +159,6 @@ pub struct Store {
     stats: Ttl<String, Result<Stat, StoreError>>,
     pieces: Option<PieceCache>,
 }
-
-/// Largest `latest.json` read.
-const MAX_LATEST_BYTES: u64 = 1024 * 1024;
 
 /// Reads `key` when its stored size is at most `limit` bytes, so an oversized object never
 /// costs more than `limit` bytes of memory.
