@@ -33,10 +33,10 @@ impl DiskFormat for AeroSparseFormat {
         env!("CARGO_PKG_VERSION")
     }
 
-    /// SPEC 2.5: the magic, and version 1 when the file is long enough to hold a header.
+    /// The magic. The header (version included) is checked by `open`, so a damaged image is
+    /// refused as AeroSparse instead of being read as raw.
     fn probe(&self, input: &ProbeInput<'_>) -> ProbeResult {
-        let version_one = input.head.get(8..12) == Some(&1u32.to_le_bytes()[..]);
-        if input.head.starts_with(header::MAGIC) && (input.len < 64 || version_one) {
+        if input.head.starts_with(header::MAGIC) {
             ProbeResult::Match
         } else {
             ProbeResult::NoMatch

@@ -8,8 +8,8 @@ use aero_plugin_api::{
 };
 use std::sync::{Arc, Mutex};
 
-/// Largest active L1 table read into memory.
-const MAX_L1_BYTES: u64 = 128 << 20;
+/// The active L1 table is read in pieces of this many bytes.
+const L1_READ_BYTES: usize = 64 << 10;
 /// Memory budget of the L2-table cache.
 const L2_CACHE_BYTES: u64 = 16 << 20;
 /// Bounds on the number of cached L2 tables.
@@ -79,12 +79,8 @@ impl Qcow2Disk {
                 header.l1_size, header.size
             )));
         }
+        // header::read capped l1_size, so this is at most header::MAX_L1_BYTES.
         let l1_bytes = needed * 8;
-        if l1_bytes > MAX_L1_BYTES {
-            return Err(Error::unsupported(format!(
-                "{name}: L1 table of {l1_bytes} bytes is larger than the limit of {MAX_L1_BYTES} bytes"
-            )));
-        }
         let offset = header.l1_table_offset;
         if needed > 0 && offset & (cluster_size - 1) != 0 {
             return Err(Error::corrupt(format!(
@@ -99,12 +95,14 @@ impl Qcow2Disk {
                 "{name}: L1 table at offset {offset} ({l1_bytes} bytes) lies past the end of the file ({file_len} bytes)"
             )));
         }
-        let mut raw = vec![0u8; l1_bytes as usize];
-        source.read_at(offset, &mut raw)?;
-        let l1 = raw
-            .chunks_exact(8)
-            .enumerate()
-            .map(|(index, word)| {
+        let mut l1 = Vec::with_capacity(needed as usize);
+        let mut raw = vec![0u8; (l1_bytes as usize).min(L1_READ_BYTES)];
+        let mut pos = 0;
+        while pos < l1_bytes {
+            let piece = &mut raw[..(l1_bytes - pos).min(L1_READ_BYTES as u64) as usize];
+            source.read_at(offset + pos, piece)?;
+            for word in piece.chunks_exact(8) {
+                let index = l1.len();
                 let l2 = u64::from_be_bytes(word.try_into().expect("8 bytes")) & l2::OFFSET_MASK;
                 if l2 & (cluster_size - 1) != 0 {
                     return Err(Error::corrupt(format!(
@@ -116,9 +114,10 @@ impl Qcow2Disk {
                         "{name}: L1 entry {index}: L2 table at offset {l2} lies past the end of the file ({file_len} bytes)"
                     )));
                 }
-                Ok(l2)
-            })
-            .collect::<Result<Vec<u64>>>()?;
+                l1.push(l2);
+            }
+            pos += piece.len() as u64;
+        }
 
         let sub_bits = if header.extended_l2 { 5 } else { 0 };
         let tables = (L2_CACHE_BYTES / cluster_size).clamp(L2_CACHE_TABLES.0, L2_CACHE_TABLES.1);

@@ -20,6 +20,15 @@ const MAX_BACKING_NAME: u32 = 1023;
 /// Longest backing format name qemu accepts.
 const MAX_BACKING_FORMAT: u32 = 15;
 
+/// Largest active L1 table, as in qemu (`QCOW_MAX_L1_SIZE`, "Active L1 table too large").
+pub const MAX_L1_BYTES: u64 = 32 << 20;
+/// Largest refcount table, as in qemu (`QCOW_MAX_REFTABLE_SIZE`).
+const MAX_REFCOUNT_TABLE_BYTES: u64 = 8 << 20;
+/// Most internal snapshots, as in qemu (`QCOW_MAX_SNAPSHOTS`).
+const MAX_SNAPSHOTS: u32 = 65536;
+/// Smallest snapshot table entry (qemu's `QCowSnapshotHeader`).
+const SNAPSHOT_HEADER_LEN: u64 = 40;
+
 /// Incompatible feature bits.
 const INCOMPAT_DIRTY: u64 = 1 << 0;
 const INCOMPAT_CORRUPT: u64 = 1 << 1;
@@ -162,6 +171,7 @@ pub fn read(source: &dyn ByteSource) -> Result<Header> {
     let size = field.u64(24) & !511;
     let l1_size = field.u32(36);
     let l1_table_offset = field.u64(40);
+    check_tables(&field, cluster_size, file_len).map_err(corrupt)?;
 
     let backing_offset = field.u64(8);
     let backing_len = field.u32(16);
@@ -209,6 +219,60 @@ pub fn read(source: &dyn ByteSource) -> Result<Header> {
         backing_file,
         backing_format,
     })
+}
+
+/// qemu's limits on the L1, refcount and snapshot tables (`qcow2_do_open`), plus: the refcount
+/// and snapshot tables lie inside the file (stricter than qemu, which reads missing bytes as
+/// zeros). Checked before anything is allocated from these fields.
+fn check_tables(
+    field: &Fields<'_>,
+    cluster_size: u64,
+    file_len: u64,
+) -> std::result::Result<(), String> {
+    let l1_size = field.u32(36);
+    if u64::from(l1_size) * 8 > MAX_L1_BYTES {
+        return Err(format!(
+            "l1_size {l1_size} (offset 36): the active L1 table is too large ({} bytes, at most {MAX_L1_BYTES})",
+            u64::from(l1_size) * 8
+        ));
+    }
+    let in_file = |what: &str, at: usize, offset: u64, len: u64| {
+        if offset & (cluster_size - 1) != 0 {
+            return Err(format!(
+                "{what} offset {offset} (offset {at}) is not aligned to the cluster size {cluster_size}"
+            ));
+        }
+        if offset.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(format!(
+                "{what} at offset {offset} ({len} bytes) lies past the end of the file ({file_len} bytes)"
+            ));
+        }
+        Ok(())
+    };
+    let refcount_clusters = field.u32(56);
+    let refcount_bytes = u64::from(refcount_clusters) * cluster_size;
+    if refcount_clusters == 0 {
+        return Err(
+            "refcount_table_clusters (offset 56) is 0: the image has no refcount table".into(),
+        );
+    }
+    if refcount_bytes > MAX_REFCOUNT_TABLE_BYTES {
+        return Err(format!(
+            "refcount_table_clusters {refcount_clusters} (offset 56): the refcount table is too large ({refcount_bytes} bytes, at most {MAX_REFCOUNT_TABLE_BYTES})"
+        ));
+    }
+    in_file("refcount table", 48, field.u64(48), refcount_bytes)?;
+    let snapshots = field.u32(60);
+    if snapshots > MAX_SNAPSHOTS {
+        return Err(format!(
+            "nb_snapshots {snapshots} (offset 60): too many snapshots (at most {MAX_SNAPSHOTS})"
+        ));
+    }
+    if snapshots > 0 {
+        let snapshot_bytes = u64::from(snapshots) * SNAPSHOT_HEADER_LEN;
+        in_file("snapshot table", 64, field.u64(64), snapshot_bytes)?;
+    }
+    Ok(())
 }
 
 /// Refuses the incompatible features this plugin cannot read, naming each.
@@ -295,8 +359,11 @@ mod tests {
     use aero_plugin_api::{ErrorKind, MemorySource};
 
     fn v3_header(cluster_bits: u32) -> Vec<u8> {
-        let mut h = vec![0u8; 512];
+        // The header cluster, then a one-cluster refcount table.
+        let mut h = vec![0u8; 2 << cluster_bits];
         h[..4].copy_from_slice(&MAGIC);
+        h[48..56].copy_from_slice(&(1u64 << cluster_bits).to_be_bytes());
+        h[56..60].copy_from_slice(&1u32.to_be_bytes());
         h[4..8].copy_from_slice(&3u32.to_be_bytes());
         h[20..24].copy_from_slice(&cluster_bits.to_be_bytes());
         h[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
@@ -348,6 +415,66 @@ mod tests {
             assert!(err.message().contains(needle), "{err}");
             assert!(err.message().starts_with("t.qcow2: "), "{err}");
         }
+    }
+
+    #[test]
+    fn refuses_tables_qemu_refuses_or_past_the_end() {
+        let cases: [(usize, &[u8], &str); 6] = [
+            (
+                36,
+                &[0x7f, 0xff, 0xff, 0xff],
+                "l1_size 2147483647 (offset 36): the active L1 table is too large",
+            ),
+            (
+                36,
+                &[0, 0x40, 0, 1],
+                "too large (33554440 bytes, at most 33554432)",
+            ),
+            (
+                56,
+                &[0, 0, 0, 0],
+                "refcount_table_clusters (offset 56) is 0",
+            ),
+            (
+                56,
+                &[0, 0, 0, 129],
+                "refcount table is too large (8454144 bytes",
+            ),
+            (
+                55,
+                &[1],
+                "refcount table offset 65537 (offset 48) is not aligned",
+            ),
+            (
+                60,
+                &[0, 1, 0, 1],
+                "nb_snapshots 65537 (offset 60): too many snapshots",
+            ),
+        ];
+        for (at, bytes, needle) in cases {
+            let mut h = v3_header(16);
+            h[at..at + bytes.len()].copy_from_slice(bytes);
+            let err = parse(h).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+            assert!(err.message().contains(needle), "{needle}: {err}");
+        }
+        let mut h = v3_header(16);
+        h[60..64].copy_from_slice(&2u32.to_be_bytes());
+        h[64..72].copy_from_slice(&(1u64 << 20).to_be_bytes());
+        let err = parse(h).unwrap_err();
+        assert!(
+            err.message()
+                .contains("snapshot table at offset 1048576 (80 bytes) lies past the end"),
+            "{err}"
+        );
+        let mut h = v3_header(16);
+        h[56..60].copy_from_slice(&2u32.to_be_bytes());
+        let err = parse(h).unwrap_err();
+        assert!(
+            err.message()
+                .contains("refcount table at offset 65536 (131072 bytes) lies past the end"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -60,9 +60,10 @@ impl DynamicHeader {
             return Err(bad("the block allocation table has no entries".into()));
         }
         let block_size = be_u32(bytes, 32);
-        if block_size == 0 || block_size % 512 != 0 || block_size > MAX_BLOCK_SIZE {
+        // qemu and the VHD specification: a power of two of at least one sector.
+        if !block_size.is_power_of_two() || block_size < 512 || block_size > MAX_BLOCK_SIZE {
             return Err(bad(format!(
-                "block size {block_size} is not a non-zero multiple of 512 of at most 64 MiB"
+                "block size {block_size} (offset 32) is not a power of two from 512 bytes to 64 MiB"
             )));
         }
         let parent_name = decode_utf16(&bytes[64..576], u16::from_be_bytes);

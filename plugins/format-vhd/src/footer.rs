@@ -1,4 +1,4 @@
-//! The 512-byte VHD footer: parsing, checksum, plausibility (for probing) and the capacity rule.
+//! The 512-byte VHD footer: parsing, checksum and the capacity rule.
 
 use aero_plugin_api::{Error, Result};
 
@@ -120,31 +120,6 @@ impl Footer {
         } else {
             self.current_size
         }
-    }
-}
-
-/// Whether `bytes` look like a footer of a file of `len` bytes (no checksum check).
-pub(crate) fn is_plausible(bytes: &[u8], len: u64) -> bool {
-    if bytes.len() < FOOTER_SIZE as usize
-        || &bytes[..8] != COOKIE
-        || be_u32(bytes, 12) != FORMAT_VERSION
-    {
-        return false;
-    }
-    let size = be_u64(bytes, 48);
-    if size == 0 || size % 512 != 0 {
-        return false;
-    }
-    let data_offset = be_u64(bytes, 16);
-    match be_u32(bytes, 60) {
-        2 => data_offset == u64::MAX && size.checked_add(512).is_some_and(|n| len >= n),
-        3 | 4 => {
-            data_offset != u64::MAX
-                && data_offset % 512 == 0
-                && data_offset >= 512
-                && data_offset.checked_add(1024).is_some_and(|end| end <= len)
-        }
-        _ => false,
     }
 }
 

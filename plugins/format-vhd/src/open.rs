@@ -3,52 +3,24 @@
 use crate::block_table::BlockTable;
 use crate::dynamic_header::{DynamicHeader, HEADER_SIZE};
 use crate::fixed::FixedDisk;
-use crate::footer::{is_plausible, DiskType, Footer, COOKIE, FOOTER_SIZE};
+use crate::footer::{DiskType, Footer, COOKIE, FOOTER_SIZE};
 use crate::sparse::SparseDisk;
 use aero_plugin_api::{
     Backing, ByteSource, Error, ErrorKind, OpenContext, ProbeInput, Result, VirtualDisk,
 };
 use std::sync::Arc;
 
-/// Detection as in SPEC 2.5: a `conectix` cookie at offset 0 with a plausible footer (or in a
-/// file too short to tell), or a plausible footer in the last 512 bytes. Files that carry a
-/// qcow2 or AeroSparse header are left to those formats.
+/// Detection: the `conectix` cookie at offset 0 (the footer copy of a dynamic or differencing
+/// VHD; qemu probes the same) or at the start of the last 512 bytes (the footer of any VHD).
+/// Whether the footer is consistent is for [`open`] to say, so a damaged VHD is refused as a
+/// VHD instead of being read as raw. Files starting with the qcow2, AeroSparse or VMDK magic
+/// are left to those formats.
 pub(crate) fn probe(input: &ProbeInput<'_>) -> bool {
-    let head = input.head;
-    let len = input.len;
-    let u32_at = |le: bool, at: usize| {
-        head.get(at..at + 4).map(|b| {
-            let b = [b[0], b[1], b[2], b[3]];
-            if le {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            }
-        })
-    };
-    if head.starts_with(b"QFI\xfb") && (len < 72 || matches!(u32_at(false, 4), Some(2 | 3))) {
+    const OTHER_MAGICS: [&[u8]; 3] = [b"QFI\xfb", b"AEROSPAR", b"KDMV"];
+    if OTHER_MAGICS.iter().any(|m| input.head.starts_with(m)) {
         return false;
     }
-    if head.starts_with(b"AEROSPAR") && (len < 64 || u32_at(true, 8) == Some(1)) {
-        return false;
-    }
-    if head.starts_with(COOKIE) {
-        if len < FOOTER_SIZE {
-            return true;
-        }
-        let fixed_fits = || {
-            let size = head
-                .get(48..56)
-                .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0xff; 8])));
-            size.and_then(|s| s.checked_add(1024))
-                .is_some_and(|n| len >= n)
-        };
-        let head_type = u32_at(false, 60);
-        if is_plausible(head, len) && (head_type != Some(2) || fixed_fits()) {
-            return true;
-        }
-    }
-    len >= FOOTER_SIZE && input.tail.len() == FOOTER_SIZE as usize && is_plausible(input.tail, len)
+    input.head.starts_with(COOKIE) || (input.len >= FOOTER_SIZE && input.tail.starts_with(COOKIE))
 }
 
 /// Opens a VHD file.

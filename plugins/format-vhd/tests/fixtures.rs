@@ -114,7 +114,9 @@ fn probe_recognises_vhd_only() {
     };
     assert_eq!(probe(b"conectix", 8), ProbeResult::Match);
     assert_eq!(probe(b"conectixabcdefgh", 300), ProbeResult::Match);
-    assert_eq!(probe(b"conectixabcdefgh", 4096), ProbeResult::NoMatch);
+    // The cookie alone decides; open checks the footer.
+    assert_eq!(probe(b"conectixabcdefgh", 4096), ProbeResult::Match);
+    assert_eq!(probe(b"QFI\xfbconectix", 4096), ProbeResult::NoMatch);
     assert_eq!(probe(b"conect", 6), ProbeResult::NoMatch);
 }
 

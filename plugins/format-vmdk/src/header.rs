@@ -135,6 +135,13 @@ impl Header {
                 "{name}: grain compression algorithm {algorithm} is not supported (only deflate)"
             )));
         }
+        // qemu refuses a file shorter than its metadata ("File truncated").
+        let overhead = sectors(raw.u64(64), "overhead")?;
+        if overhead > file_len {
+            return Err(corrupt(format!(
+                "file truncated: the header's overhead (offset 64) says the metadata ends at {overhead} bytes, past the end of the file ({file_len} bytes)"
+            )));
+        }
         let gd_offset = sectors(raw.u64(56), "grain directory offset")?;
         let rgd = raw.u64(48);
         let rgd_offset = if flags & 2 != 0 && rgd != 0 {
