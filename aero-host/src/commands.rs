@@ -203,15 +203,36 @@ fn open_image(
         .map_err(|e| anyhow!("{e}"))
 }
 
+/// Stdout was closed by its reader (`aero-host inspect IMG | head -1`).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes one line to stdout; a closed stdout is a [`StdoutClosed`] error.
+fn out(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}").map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+        _ => anyhow::Error::new(e).context("writing to stdout"),
+    })
+}
+
 /// `aero-host inspect`.
 pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
     let opened = args.source.open(&Catalogue::load(libs)?)?;
     let inspection = crate::inspect::inspect(&opened)
         .with_context(|| format!("inspecting {}", args.source.image.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        out(serde_json::to_string_pretty(&inspection)?)?;
     } else {
-        println!("{inspection}");
+        out(&inspection)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -242,10 +263,10 @@ pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode>
         PluginsCommand::List { json } => {
             let rows = Catalogue::load(libs)?.rows();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out(serde_json::to_string_pretty(&rows)?)?;
             } else {
                 for r in rows {
-                    println!(
+                    out(format_args!(
                         "{:<8} {:<12} {:<8} api v{} {:<10} {}",
                         r.kind,
                         r.name,
@@ -253,7 +274,7 @@ pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode>
                         r.api_version,
                         r.origin,
                         r.capabilities.join(",")
-                    );
+                    ))?;
                 }
             }
         }
@@ -277,13 +298,13 @@ fn test_plugins(libraries: &[PathBuf], fixtures: Option<&Path>) -> Result<ExitCo
     for path in libraries {
         let format = aero_plugin_api::abi::load_library(path).map_err(|e| anyhow!("{e}"))?;
         let path = path.display();
-        println!(
+        out(format_args!(
             "testing format plugin '{}' {} from {path}",
             format.name(),
             format.version()
-        );
+        ))?;
         for outcome in run(format, &fixtures) {
-            println!("{outcome}");
+            out(&outcome)?;
             if outcome.passed {
                 passed += 1;
             } else {
@@ -291,7 +312,7 @@ fn test_plugins(libraries: &[PathBuf], fixtures: Option<&Path>) -> Result<ExitCo
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    out(format_args!("{passed} passed, {failed} failed"))?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -333,7 +354,7 @@ fn pick_storage(
 
 fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(summary)?);
+        out(serde_json::to_string(summary)?)?;
     } else {
         eprintln!(
             "published {} version {} to {} ({} chunks, {} zero, {} already stored; {} bytes read, {} uploaded, {:.2}s)",
@@ -353,7 +374,7 @@ fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
 
 fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        out(serde_json::to_string(report)?)?;
         return Ok(());
     }
     for note in &report.notes {
@@ -363,17 +384,17 @@ fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
         eprintln!("bad chunk {} ({}): {}", bad.index, bad.key, bad.problem);
     }
     if report.ok() {
-        println!(
+        out(format_args!(
             "Verified {}/{} chunks ({} bytes) in {:.2}s",
             report.checked_chunks, report.total_chunks, report.checked_bytes, report.seconds
-        );
+        ))?;
     } else {
-        println!(
+        out(format_args!(
             "FAILED: {} bad chunk(s); {} of {} chunks checked good",
             report.bad_chunks.len(),
             report.checked_chunks,
             report.total_chunks
-        );
+        ))?;
     }
     Ok(())
 }

@@ -94,6 +94,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that stopped reading (`aero-host inspect IMG | head -1`): exit quietly with
+        // the status of a process ended by SIGPIPE, as other Unix tools do.
+        Err(e) if e.chain().any(|c| c.is::<commands::StdoutClosed>()) => ExitCode::from(128 + 13),
         Err(e) => {
             eprintln!("aero-host: error: {e:#}");
             ExitCode::FAILURE

@@ -91,6 +91,7 @@ impl PublishPlan {
         if self.concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
+        crate::chunked::check_prefix(&self.prefix)?;
         self.cache_control.validate()
     }
 }

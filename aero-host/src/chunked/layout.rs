@@ -84,6 +84,20 @@ pub fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
+/// Refuses a publish prefix that `normalize_prefix` would not keep verbatim: a leading `/` or
+/// an empty segment (`//`). Aero's publisher writes such prefixes as given, so rewriting them
+/// would put the same command's objects under different keys.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let problem = if prefix.starts_with('/') {
+        "starts with '/'"
+    } else if prefix.contains("//") {
+        "contains an empty segment ('//')"
+    } else {
+        return Ok(());
+    };
+    bail!("--prefix '{prefix}' {problem}: write it without leading or doubled slashes (e.g. 'images/win7/')")
+}
+
 fn is_sha256_version(v: &str) -> bool {
     v.strip_prefix("sha256-")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -218,6 +232,18 @@ mod tests {
         let d = resolve("images/win7/v2/", None, None, None).unwrap();
         assert_eq!(d.image_id, "win7");
         assert_eq!(d.manifest_key(), "images/win7/v2/manifest.json");
+    }
+
+    #[test]
+    fn prefixes_with_leading_or_doubled_slashes_are_refused() {
+        for good in ["", "images/", "images/win7", "images/win7/v1/"] {
+            check_prefix(good).unwrap();
+        }
+        let err = check_prefix("/images/win7/").unwrap_err().to_string();
+        assert!(err.contains("'/images/win7/' starts with '/'"), "{err}");
+        let err = check_prefix("images//win7/").unwrap_err().to_string();
+        assert!(err.contains("empty segment ('//')"), "{err}");
+        assert!(check_prefix("/").is_err());
     }
 
     #[test]

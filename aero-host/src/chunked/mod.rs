@@ -8,7 +8,8 @@ mod meta;
 
 pub use latest::{Latest, MAX_LATEST_BYTES};
 pub use layout::{
-    chunk_key, normalize_prefix, resolve_destination, Destination, DestinationRequest, ObjectKind,
+    check_prefix, chunk_key, normalize_prefix, resolve_destination, Destination,
+    DestinationRequest, ObjectKind,
 };
 pub use manifest::{
     ChunkEntry, Manifest, ManifestLimits, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
