@@ -82,6 +82,27 @@ fn bad_flags_are_refused() {
 }
 
 #[test]
+fn prefixes_with_leading_or_doubled_slashes_are_refused() {
+    let c = Case::new();
+    for (prefix, problem) in [
+        ("/images/disk/v1/", "starts with '/'"),
+        ("images//disk/v1/", "empty segment ('//')"),
+        ("/images//disk/", "starts with '/'"),
+    ] {
+        let out = aero()
+            .arg("--storage")
+            .arg(format!("fs:{}", c.store.display()))
+            .args(["publish", "--file"])
+            .arg(&c.image)
+            .args(["--prefix", prefix])
+            .output()
+            .unwrap();
+        fails_with(&out, &[&format!("--prefix '{prefix}'"), problem]);
+        assert!(files_under(&c.store).is_empty(), "{prefix}");
+    }
+}
+
+#[test]
 fn bad_images_are_refused() {
     let c = Case::new();
     // A raw image whose size is not a multiple of 512.

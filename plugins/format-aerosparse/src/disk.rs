@@ -17,7 +17,7 @@ impl SparseDisk {
     /// Validates `source` as SPEC 2.1 lays out (first failure wins) and loads its table.
     pub fn open(source: Arc<dyn ByteSource>) -> Result<SparseDisk> {
         let name = source.name();
-        let corrupt = |what: String| Error::corrupt(format!("{name}: {what}"));
+        let corrupt = |what: String| Error::corrupt(format!("{name}: aerosparse: {what}"));
         let len = source.len();
         if len < HEADER_SIZE {
             return Err(corrupt("truncated sparse header".into()));

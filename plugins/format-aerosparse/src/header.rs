@@ -66,8 +66,9 @@ impl Header {
 
     /// Parses and validates the header of the file called `name`.
     pub fn parse(bytes: &[u8; 64], name: &str) -> Result<Header> {
-        let invalid =
-            |what: String| Error::corrupt(format!("{name}: invalid sparse header: {what}"));
+        let invalid = |what: String| {
+            Error::corrupt(format!("{name}: aerosparse: invalid sparse header: {what}"))
+        };
         if &bytes[..8] != MAGIC {
             return Err(invalid("missing AEROSPAR magic".into()));
         }

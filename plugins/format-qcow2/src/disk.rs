@@ -75,7 +75,7 @@ impl Qcow2Disk {
         let needed = header.size.div_ceil(1 << l1_entry_bits);
         if u64::from(header.l1_size) < needed {
             return Err(Error::corrupt(format!(
-                "{name}: L1 table has {} entries, too few for a disk of {} bytes (needs {needed})",
+                "{name}: qcow2: L1 table has {} entries, too few for a disk of {} bytes (needs {needed})",
                 header.l1_size, header.size
             )));
         }
@@ -84,7 +84,7 @@ impl Qcow2Disk {
         let offset = header.l1_table_offset;
         if needed > 0 && offset & (cluster_size - 1) != 0 {
             return Err(Error::corrupt(format!(
-                "{name}: L1 table offset {offset} is not aligned to the cluster size {cluster_size}"
+                "{name}: qcow2: L1 table offset {offset} is not aligned to the cluster size {cluster_size}"
             )));
         }
         if offset
@@ -92,7 +92,7 @@ impl Qcow2Disk {
             .is_none_or(|end| end > file_len)
         {
             return Err(Error::corrupt(format!(
-                "{name}: L1 table at offset {offset} ({l1_bytes} bytes) lies past the end of the file ({file_len} bytes)"
+                "{name}: qcow2: L1 table at offset {offset} ({l1_bytes} bytes) lies past the end of the file ({file_len} bytes)"
             )));
         }
         let mut l1 = Vec::with_capacity(needed as usize);
@@ -106,12 +106,12 @@ impl Qcow2Disk {
                 let l2 = u64::from_be_bytes(word.try_into().expect("8 bytes")) & l2::OFFSET_MASK;
                 if l2 & (cluster_size - 1) != 0 {
                     return Err(Error::corrupt(format!(
-                        "{name}: L1 entry {index}: L2 table offset {l2} is not aligned to the cluster size {cluster_size}"
+                        "{name}: qcow2: L1 entry {index}: L2 table offset {l2} is not aligned to the cluster size {cluster_size}"
                     )));
                 }
                 if l2 != 0 && l2 + cluster_size > file_len {
                     return Err(Error::corrupt(format!(
-                        "{name}: L1 entry {index}: L2 table at offset {l2} lies past the end of the file ({file_len} bytes)"
+                        "{name}: qcow2: L1 entry {index}: L2 table at offset {l2} lies past the end of the file ({file_len} bytes)"
                     )));
                 }
                 l1.push(l2);

@@ -75,8 +75,8 @@ impl Header {
 pub fn read(source: &dyn ByteSource) -> Result<Header> {
     let name = source.name();
     let file_len = source.len();
-    let corrupt = |msg: String| Error::corrupt(format!("{name}: {msg}"));
-    let unsupported = |msg: String| Error::unsupported(format!("{name}: {msg}"));
+    let corrupt = |msg: String| Error::corrupt(format!("{name}: qcow2: {msg}"));
+    let unsupported = |msg: String| Error::unsupported(format!("{name}: qcow2: {msg}"));
 
     if file_len < u64::from(V2_HEADER_LEN) {
         return Err(corrupt(format!(
@@ -92,7 +92,7 @@ pub fn read(source: &dyn ByteSource) -> Result<Header> {
     let version = field.u32(4);
     if version != 2 && version != 3 {
         return Err(unsupported(format!(
-            "qcow2 version {version} is not supported (only 2 and 3)"
+            "version {version} (offset 4) is not supported (only 2 and 3)"
         )));
     }
     let cluster_bits = field.u32(20);
@@ -413,7 +413,7 @@ mod tests {
             h[at..at + bytes.len()].copy_from_slice(bytes);
             let err = parse(h).unwrap_err();
             assert!(err.message().contains(needle), "{err}");
-            assert!(err.message().starts_with("t.qcow2: "), "{err}");
+            assert!(err.message().starts_with("t.qcow2: qcow2: "), "{err}");
         }
     }
 

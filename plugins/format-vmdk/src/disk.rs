@@ -256,7 +256,7 @@ fn load_directory(source: &dyn ByteSource, header: &Header) -> Result<Vec<u32>> 
             Some(spare) if spare != 0 && fits(spare) => *entry = spare,
             _ => {
                 return Err(Error::corrupt(format!(
-                    "{}: grain table {index} at sector {entry} lies past the end of the file ({} bytes)",
+                    "{}: vmdk: grain table {index} at sector {entry} lies past the end of the file ({} bytes)",
                     source.name(),
                     source.len()
                 )))

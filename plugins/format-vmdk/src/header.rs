@@ -82,27 +82,27 @@ impl Header {
         // Stream-optimized: footer marker, footer header, end-of-stream marker.
         let footer_at = source.len().checked_sub(3 * SECTOR).ok_or_else(|| {
             Error::corrupt(format!(
-                "{name}: grain directory is at the end but the file is too short for a footer"
+                "{name}: vmdk: grain directory is at the end but the file is too short for a footer"
             ))
         })?;
         let marker = read_block(source, footer_at)?;
         let footer = read_block(source, footer_at + SECTOR)?;
         if Raw(&marker).u32(12) != MARKER_FOOTER || &footer[..4] != MAGIC {
             return Err(Error::corrupt(format!(
-                "{name}: grain directory is at the end but there is no footer at offset {footer_at}"
+                "{name}: vmdk: grain directory is at the end but there is no footer at offset {footer_at}"
             )));
         }
         let footer = Raw(&footer);
         if footer.u64(56) == GD_AT_END {
             return Err(Error::corrupt(format!(
-                "{name}: the footer does not say where the grain directory is"
+                "{name}: vmdk: the footer does not say where the grain directory is"
             )));
         }
         Self::parse(name, source.len(), &footer)
     }
 
     fn parse(name: &str, file_len: u64, raw: &Raw<'_>) -> Result<Header> {
-        let corrupt = |problem: String| Error::corrupt(format!("{name}: {problem}"));
+        let corrupt = |problem: String| Error::corrupt(format!("{name}: vmdk: {problem}"));
         let version = raw.u32(4);
         if !(1..=3).contains(&version) {
             return Err(Error::unsupported(format!(
@@ -203,7 +203,7 @@ pub fn read_block(source: &dyn ByteSource, offset: u64) -> Result<[u8; 512]> {
             Ok(block)
         }
         _ => Err(Error::corrupt(format!(
-            "{}: the file ends ({} bytes) before the 512-byte block at offset {offset}",
+            "{}: vmdk: the file ends ({} bytes) before the 512-byte block at offset {offset}",
             source.name(),
             source.len()
         ))),
