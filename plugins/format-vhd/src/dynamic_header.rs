@@ -61,7 +61,7 @@ impl DynamicHeader {
         }
         let block_size = be_u32(bytes, 32);
         // qemu and the VHD specification: a power of two of at least one sector.
-        if !block_size.is_power_of_two() || block_size < 512 || block_size > MAX_BLOCK_SIZE {
+        if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
             return Err(bad(format!(
                 "block size {block_size} (offset 32) is not a power of two from 512 bytes to 64 MiB"
             )));
