@@ -1,15 +1,13 @@
 //! The commands behind the CLI.
 
 use crate::config::{Config, PublishJob};
-use crate::convert::Target;
-use crate::plugins::{Catalogue, LibrarySelection};
 use crate::progress::Progress;
 use crate::publish::{publish as publish_disk, PublishSummary};
 use crate::publish_args::PublishArgs;
-use crate::storage::{open_storage, with_policy, StoragePolicy, StorageSpec};
 use crate::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
 use aero_plugin_api::backend::Storage;
-use aero_plugin_api::{OpenOptions, OpenedDisk};
+use aero_plugin_host::storage::{open_storage, with_policy, StoragePolicy, StorageSpec};
+use aero_plugin_host::{LibrarySelection, OpenOptions, OpenedDisk, PluginSet};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +30,7 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    fn open(&self, catalogue: &Catalogue) -> Result<OpenedDisk> {
+    fn open(&self, catalogue: &PluginSet) -> Result<OpenedDisk> {
         open_image(
             catalogue,
             &self.image,
@@ -61,8 +59,8 @@ pub struct ConvertArgs {
     /// The output file.
     out: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value = "raw")]
-    to: Target,
+    #[arg(long, default_value = "raw", value_parser = crate::convert::targets())]
+    to: String,
 }
 
 /// `plugins` subcommands.
@@ -187,7 +185,7 @@ pub struct VerifyArgs {
 }
 
 fn open_image(
-    catalogue: &Catalogue,
+    catalogue: &PluginSet,
     image: &Path,
     format: &str,
     allow_backing: bool,
@@ -197,9 +195,7 @@ fn open_image(
         allow_backing,
         backing_roots: backing_roots.to_vec(),
     };
-    catalogue
-        .formats()
-        .open_path(image, Some(format), &options)
+    aero_plugin_host::open_path(catalogue.formats(), image, Some(format), &options)
         .map_err(|e| anyhow!("{e}"))
 }
 
@@ -226,7 +222,7 @@ fn out(text: impl std::fmt::Display) -> Result<()> {
 
 /// `aero-host inspect`.
 pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
-    let opened = args.source.open(&Catalogue::load(libs)?)?;
+    let opened = args.source.open(&PluginSet::load(libs)?)?;
     let inspection = crate::inspect::inspect(&opened)
         .with_context(|| format!("inspecting {}", args.source.image.display()))?;
     if args.json {
@@ -239,8 +235,9 @@ pub fn inspect(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
 
 /// `aero-host convert`.
 pub fn convert(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
-    let opened = args.source.open(&Catalogue::load(libs)?)?;
-    let converted = crate::convert::convert(opened.disk.as_ref(), &args.out, args.to)
+    let plugins = PluginSet::load(libs)?;
+    let opened = args.source.open(&plugins)?;
+    let converted = crate::convert::convert(&plugins, opened.disk.as_ref(), &args.out, &args.to)
         .with_context(|| {
             format!(
                 "converting {} to {}",
@@ -261,7 +258,7 @@ pub fn convert(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
 pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode> {
     match cmd {
         PluginsCommand::List { json } => {
-            let rows = Catalogue::load(libs)?.rows();
+            let rows = PluginSet::load(libs)?.rows();
             if json {
                 out(serde_json::to_string_pretty(&rows)?)?;
             } else {
@@ -283,41 +280,46 @@ pub fn plugins(cmd: PluginsCommand, libs: &LibrarySelection) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// `aero-host plugins test`: the conformance suite against every library plugin.
-/// Each library is tested on its own, so one that shares a built-in's name can be tested too.
+/// `aero-host plugins test`: the conformance suite against every library plugin, run by
+/// `aero-plugin-check` (beside this executable, else on `PATH`), which counts allocations for
+/// the allocation bound. Each library is tested on its own, so one that shares a built-in's
+/// name can be tested too.
 fn test_plugins(libraries: &[PathBuf], fixtures: Option<&Path>) -> Result<ExitCode> {
-    use aero_plugin_api::conformance::{run, Fixtures};
+    const CHECKER: &str = "aero-plugin-check";
     if libraries.is_empty() {
         bail!("no plugin to test: pass --plugin PATH (a format plugin library)");
     }
-    let fixtures = match fixtures {
-        Some(dir) => Fixtures::load(dir).map_err(|e| anyhow!("{e}"))?,
-        None => Fixtures::builtin(),
-    };
-    let (mut passed, mut failed) = (0, 0);
-    for path in libraries {
-        let format = aero_plugin_api::abi::load_library(path).map_err(|e| anyhow!("{e}"))?;
-        let path = path.display();
-        out(format_args!(
-            "testing format plugin '{}' {} from {path}",
-            format.name(),
-            format.version()
-        ))?;
-        for outcome in run(format, &fixtures) {
-            out(&outcome)?;
-            if outcome.passed {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-        }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(CHECKER)))
+        .filter(|path| path.is_file());
+    let mut command = std::process::Command::new(beside.as_deref().unwrap_or(Path::new(CHECKER)));
+    if let Some(dir) = fixtures {
+        command.arg("--fixtures").arg(dir);
     }
-    out(format_args!("{passed} passed, {failed} failed"))?;
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let output = command
+        .args(libraries)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {CHECKER}, which plugins test needs beside aero-host or on PATH \
+                 (install it with: cargo install --path plugin-testkit --bin {CHECKER})"
+            )
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(0) => Ok(ExitCode::SUCCESS),
+        Some(1) => Ok(ExitCode::FAILURE),
+        Some(2) => Err(anyhow!("{}", stderr.trim_end())),
+        _ => Err(anyhow!(
+            "{CHECKER} failed ({}): {}",
+            output.status,
+            stderr.trim_end()
+        )),
+    }
 }
 
 /// The async runtime; `AERO_TOKIO_WORKER_THREADS` sizes it.
@@ -344,7 +346,7 @@ fn pick_storage(
 ) -> Result<StorageSpec> {
     match (cli_storage, s3) {
         (Some(_), Some(_)) => bail!("--storage and --bucket are mutually exclusive"),
-        (Some(uri), None) => StorageSpec::parse_uri(uri),
+        (Some(uri), None) => Ok(StorageSpec::parse_uri(uri)?),
         (None, Some(spec)) => Ok(spec),
         (None, None) => configured.ok_or_else(|| {
             anyhow!("no storage given: pass --storage fs:PATH|memory:|s3://BUCKET..., or --bucket, or a [storage] table in the config")
@@ -400,7 +402,7 @@ fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
 }
 
 async fn publish_one(
-    catalogue: &Catalogue,
+    catalogue: &PluginSet,
     storage: Arc<Storage>,
     args: &PublishArgs,
     quiet: bool,
@@ -418,7 +420,7 @@ async fn publish_one(
         .with_context(|| format!("publishing {}", args.file.display()))
 }
 
-fn storage_for(catalogue: &Catalogue, spec: &StorageSpec, retries: usize) -> Result<Arc<Storage>> {
+fn storage_for(catalogue: &PluginSet, spec: &StorageSpec, retries: usize) -> Result<Arc<Storage>> {
     let policy = StoragePolicy {
         attempts: retries.max(1),
         ..StoragePolicy::default()
@@ -432,7 +434,7 @@ pub fn publish(
     cli_storage: Option<&str>,
     libs: &LibrarySelection,
 ) -> Result<ExitCode> {
-    let catalogue = Catalogue::load(libs)?;
+    let catalogue = PluginSet::load(libs)?;
     let spec = pick_storage(cli_storage, cmd.s3.spec()?, None)?;
     let storage = storage_for(&catalogue, &spec, cmd.args.retries)?;
     runtime()?.block_on(async {
@@ -520,7 +522,7 @@ pub fn verify(
         }
         VerifySource::File(file.clone())
     } else {
-        let catalogue = Catalogue::load(libs)?;
+        let catalogue = PluginSet::load(libs)?;
         let spec = pick_storage(cli_storage, args.s3.spec()?, None)?;
         if args.prefix.is_none() && args.manifest_key.is_none() {
             bail!("verifying from storage needs --prefix or --manifest-key");
@@ -554,7 +556,7 @@ pub fn run(
     libs.paths.extend(config.plugins.paths.iter().cloned());
     libs.dir = config.plugins.dir.clone();
     libs.prefer_library = config.plugins.prefer_library.clone();
-    let catalogue = Catalogue::load(&libs)?;
+    let catalogue = PluginSet::load(&libs)?;
     let spec = pick_storage(cli_storage, None, config.storage_spec(&catalogue)?)?;
     // One store for every job and the server (so `memory` works), each with its own policy.
     let storage = open_storage(&catalogue, &spec, StoragePolicy::default())?;

@@ -1,8 +1,8 @@
 //! The TOML config of `aero-host run`: storage, plugins and jobs, with environment overrides.
 
-use crate::plugins::Catalogue;
 use crate::publish_args::PublishArgs;
-use crate::storage::StorageSpec;
+use aero_plugin_host::storage::StorageSpec;
+use aero_plugin_host::PluginSet;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -127,7 +127,7 @@ impl Config {
 
     /// The `[storage]` table as a storage selection, or `None` when absent.
     /// Unknown types and keys are errors naming the file and the line.
-    pub fn storage_spec(&self, catalogue: &Catalogue) -> Result<Option<StorageSpec>> {
+    pub fn storage_spec(&self, catalogue: &PluginSet) -> Result<Option<StorageSpec>> {
         let (path, text) = &self.source;
         let place = |value: &toml::Spanned<toml::Value>| {
             if value.span().end == 0 {
@@ -319,14 +319,14 @@ mod tests {
         assert_eq!(config.publish[0].args.file, dir.path().join("a.raw"));
         assert!(config.publish[0].verify);
         let spec = config
-            .storage_spec(&Catalogue::builtin().unwrap())
+            .storage_spec(&PluginSet::builtin().unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(
             spec.settings["root"],
             dir.path().join("out").to_string_lossy()
         );
-        let catalogue = Catalogue::builtin().unwrap();
+        let catalogue = PluginSet::builtin().unwrap();
         let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())].into_iter();
         config
             .apply_env(env("AERO_BACKEND_ROOT", "/srv/other"))
@@ -346,7 +346,7 @@ mod tests {
         let (_d, path) = write("[storage]\ntype = \"fs\"\nroot = \"out\"\nbukket = \"x\"\n");
         let config = Config::load(&path).unwrap();
         let err = config
-            .storage_spec(&Catalogue::builtin().unwrap())
+            .storage_spec(&PluginSet::builtin().unwrap())
             .unwrap_err()
             .to_string();
         assert!(
@@ -358,7 +358,7 @@ mod tests {
         let err = format!(
             "{:#}",
             config
-                .storage_spec(&Catalogue::builtin().unwrap())
+                .storage_spec(&PluginSet::builtin().unwrap())
                 .unwrap_err()
         );
         assert!(

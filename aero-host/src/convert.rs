@@ -1,6 +1,8 @@
-//! `aero-host convert`: the guest-visible bytes as a sparse raw file or an AeroSparse image.
+//! `aero-host convert`: the guest-visible bytes as a sparse raw file or an image of any format
+//! plugin that can write (AeroSparse).
 
 use aero_plugin_api::{ExtentKind, VirtualDisk};
+use aero_plugin_host::PluginSet;
 use anyhow::{anyhow, Context, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,13 +14,14 @@ const COPY_PIECE: u64 = 4 * 1024 * 1024;
 /// Threads copying pieces at once (reads and writes overlap).
 const COPY_THREADS: usize = 4;
 
-/// Output formats of `convert`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Target {
-    /// A raw file; zero extents become holes.
-    Raw,
-    /// An AeroSparse v1 image.
-    Aerosparse,
+/// The values `--to` accepts: `raw`, and every built-in format that can write.
+pub fn targets() -> clap::builder::PossibleValuesParser {
+    let writers: Vec<String> = PluginSet::builtin()
+        .map(|set| set.writers().map(|f| f.name().to_string()).collect())
+        .unwrap_or_default();
+    // Parsed once per process: the few names live as long as it does.
+    let names = std::iter::once("raw").chain(writers.into_iter().map(|name| &*name.leak()));
+    clap::builder::PossibleValuesParser::new(names)
 }
 
 /// What a conversion wrote.
@@ -33,18 +36,27 @@ pub struct Converted {
 /// Converts `disk` to `out`, writing a temporary file beside it and renaming it at the end,
 /// so a failure never leaves a file that looks complete. Like `qemu-img convert` and `cp`, it
 /// leaves flushing to the page cache (run `sync` for durability against power loss).
-pub fn convert(disk: &dyn VirtualDisk, out: &Path, target: Target) -> Result<Converted> {
-    match target {
-        Target::Raw => write_sparse_raw(disk, out),
-        Target::Aerosparse => {
-            let summary = format_aerosparse::write_aerosparse(disk, out, 64 * 1024)
-                .map_err(|e| anyhow!("{e}"))?;
-            Ok(Converted {
-                virtual_size: disk.capacity(),
-                written: summary.allocated_blocks * u64::from(summary.block_size),
-            })
-        }
+pub fn convert(
+    plugins: &PluginSet,
+    disk: &dyn VirtualDisk,
+    out: &Path,
+    target: &str,
+) -> Result<Converted> {
+    if target == "raw" {
+        return write_sparse_raw(disk, out);
     }
+    let format = plugins
+        .formats()
+        .require(target)
+        .map_err(|e| anyhow!("{e}"))?;
+    let writer = format
+        .writer()
+        .ok_or_else(|| anyhow!("format '{target}' cannot write images"))?;
+    let summary = writer.write(disk, out).map_err(|e| anyhow!("{e}"))?;
+    Ok(Converted {
+        virtual_size: summary.virtual_size,
+        written: summary.data_bytes,
+    })
 }
 
 fn staging_path(out: &Path) -> PathBuf {

@@ -1,6 +1,7 @@
 //! `aero-host inspect`: what an image is.
 
-use aero_plugin_api::{ExtentKind, OpenedDisk};
+use aero_plugin_api::ExtentKind;
+use aero_plugin_host::OpenedDisk;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 

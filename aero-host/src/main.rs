@@ -7,7 +7,6 @@ mod config;
 mod convert;
 mod inspect;
 mod objects;
-mod plugins;
 mod progress;
 mod publish;
 mod publish_args;
@@ -19,10 +18,14 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Counts allocations per thread, so `plugins test` can check a plugin's allocation bound.
-#[global_allocator]
-static ALLOCATOR: aero_plugin_api::conformance::CountingAllocator =
-    aero_plugin_api::conformance::CountingAllocator::new();
+// Built-in plugins register themselves when linked; these keep the crates linked.
+use backend_fs as _;
+use backend_memory as _;
+use backend_s3 as _;
+use format_aerosparse as _;
+use format_qcow2 as _;
+use format_raw as _;
+use format_vhd as _;
 
 /// Publish, verify and serve virtual-machine disk images from any storage backend.
 #[derive(Debug, Parser)]
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let libs = plugins::LibrarySelection {
+    let libs = aero_plugin_host::LibrarySelection {
         paths: cli.plugins.clone(),
         ..Default::default()
     };

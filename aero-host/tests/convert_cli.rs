@@ -1,6 +1,6 @@
 //! `aero-host inspect` and `convert` on every qemu-made fixture, through the binary.
 
-use aero_plugin_api::conformance::Fixtures;
+use aero_plugin_testkit::Fixtures;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Command, Output};

@@ -272,7 +272,7 @@ fn vmdk_cases(dir: &Path) -> Vec<Hostile> {
 }
 
 fn vmdk_library() -> PathBuf {
-    aero_plugin_api::abi::build_plugin_library(env!("CARGO_MANIFEST_DIR"), "format-vmdk")
+    aero_plugin_testkit::build_plugin_library(env!("CARGO_MANIFEST_DIR"), "format-vmdk")
         .expect("building the VMDK plugin library")
 }
 

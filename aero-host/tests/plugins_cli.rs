@@ -1,7 +1,7 @@
 //! `aero-host plugins ...` and `--plugin` with real shared libraries, through the binary.
 
-use aero_plugin_api::abi::build_plugin_library;
-use aero_plugin_api::conformance::Fixtures;
+use aero_plugin_testkit::Fixtures;
+use aero_plugin_testkit::{build_plugin_library, build_workspace_binary};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -10,6 +10,16 @@ fn aero(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("running aero-host")
+}
+
+/// `aero-host plugins test` runs the suite through `aero-plugin-check`, found beside it.
+fn checker() {
+    build_workspace_binary(
+        env!("CARGO_MANIFEST_DIR"),
+        "aero-plugin-testkit",
+        "aero-plugin-check",
+    )
+    .expect("building aero-plugin-check");
 }
 
 fn library(package: &str) -> PathBuf {
@@ -62,6 +72,7 @@ fn lists_built_ins_and_a_loaded_library_with_its_origin() {
 fn conformance_passes_for_the_vmdk_library() {
     let fixtures = Fixtures::builtin();
     let vmdk = library("format-vmdk");
+    checker();
     let dir = fixtures.dir().to_str().unwrap().to_string();
     let out = aero(&[
         "--plugin",
@@ -85,6 +96,7 @@ fn conformance_passes_for_the_vmdk_library() {
 fn conformance_fails_for_a_plugin_returning_wrong_bytes() {
     let fixtures = Fixtures::builtin();
     let wrong = library("test-plugin-wrong-bytes");
+    checker();
     let dir = fixtures.dir().to_str().unwrap().to_string();
     let out = aero(&[
         "--plugin",

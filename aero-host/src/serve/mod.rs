@@ -23,9 +23,9 @@ mod state;
 
 pub use settings::ServeArgs;
 
-use crate::plugins::{Catalogue, LibrarySelection};
-use crate::storage::{open_storage, StoragePolicy, StorageSpec};
 use aero_plugin_api::backend::Storage;
+use aero_plugin_host::storage::{open_storage, StoragePolicy, StorageSpec};
+use aero_plugin_host::{LibrarySelection, PluginSet};
 use anyhow::{anyhow, Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -52,7 +52,7 @@ pub fn command(
         anyhow!("serve needs a storage: --storage fs:PATH|s3://BUCKET?... (or AERO_STORAGE)")
     })?;
     let spec = StorageSpec::parse_uri(uri)?;
-    let catalogue = Catalogue::load(libs)?;
+    let catalogue = PluginSet::load(libs)?;
     let storage = Arc::new(open_storage(&catalogue, &spec, storage_policy())?);
     crate::commands::runtime()?.block_on(run(storage, args))?;
     Ok(ExitCode::SUCCESS)

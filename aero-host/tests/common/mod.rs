@@ -106,14 +106,12 @@ pub fn json(out: &Output) -> serde_json::Value {
 
 /// The qemu-made fixture directory (`<workspace>/target/fixtures`), generated when missing.
 pub fn fixtures() -> PathBuf {
-    aero_plugin_api::conformance::Fixtures::builtin()
-        .dir()
-        .to_path_buf()
+    aero_plugin_testkit::Fixtures::builtin().dir().to_path_buf()
 }
 
 /// The fixture set with its `expected.tsv` rows.
-pub fn fixture_set() -> aero_plugin_api::conformance::Fixtures {
-    aero_plugin_api::conformance::Fixtures::builtin()
+pub fn fixture_set() -> aero_plugin_testkit::Fixtures {
+    aero_plugin_testkit::Fixtures::builtin()
 }
 
 /// One fixture's path.

@@ -2,13 +2,13 @@
 //! generates around an ordinary [`DiskFormat`].
 
 use super::ffi::{
-    bytes_from, panic_message, report, AbiHeader, Capabilities, ErrorSink, ErrorSlot, ExtentSink,
-    FormatPluginV1, HostSource, RawDiskInfo, RawExtent, ABI_VERSION, EXTENT_DATA, EXTENT_ZERO,
-    PROBE_FALLBACK, PROBE_MATCH, PROBE_NO_MATCH, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    bytes_from, panic_message, report, AbiHeader, ErrorSink, ErrorSlot, ExtentSink, FormatPluginV1,
+    HostSource, RawDiskInfo, RawExtent, ABI_VERSION, EXTENT_DATA, EXTENT_ZERO, PROBE_FALLBACK,
+    PROBE_MATCH, PROBE_NO_MATCH, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use crate::{
-    Backing, BackingResolver, ByteSource, DiskFormat, Error, ErrorKind, ExtentKind, OpenContext,
-    ProbeInput, ProbeResult, Result, VirtualDisk,
+    Backing, BackingResolver, ByteSource, Capabilities, DiskFormat, Error, ErrorKind, ExtentKind,
+    OpenContext, ProbeInput, ProbeResult, Result, VirtualDisk,
 };
 use std::ffi::{c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,11 +23,13 @@ pub struct ExportedPlugin {
 
 impl ExportedPlugin {
     /// The descriptor of the plugin made by `create`, built once into `cell`; null when
-    /// `create` panics. Called by the entry point that `export_format_plugin!` generates.
+    /// `create` panics. It declares `capabilities`, or when `None` the plugin's own
+    /// [`DiskFormat::capabilities`] without [`Capabilities::WRITE`]. Called by the entry point
+    /// that `export_format_plugin!` generates.
     pub fn descriptor(
         cell: &'static OnceLock<ExportedPlugin>,
         create: fn() -> Arc<dyn DiskFormat>,
-        capabilities: Capabilities,
+        capabilities: Option<Capabilities>,
     ) -> *const FormatPluginV1 {
         catch_unwind(AssertUnwindSafe(|| {
             let exported = cell.get_or_init(|| Self::new(create(), capabilities));
@@ -36,7 +38,9 @@ impl ExportedPlugin {
         .unwrap_or(std::ptr::null())
     }
 
-    fn new(format: Arc<dyn DiskFormat>, capabilities: Capabilities) -> Self {
+    fn new(format: Arc<dyn DiskFormat>, capabilities: Option<Capabilities>) -> Self {
+        let capabilities =
+            capabilities.unwrap_or_else(|| format.capabilities().without(Capabilities::WRITE));
         let c_string = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
         let strings = [
             c_string(format.name()),
@@ -105,11 +109,11 @@ unsafe extern "C" fn probe(
     catch_unwind(|| {
         // SAFETY: `plugin` is the descriptor's own pointer; the host passes valid slices.
         let format = unsafe { &*plugin.cast::<Arc<dyn DiskFormat>>() };
-        let input = ProbeInput {
-            head: unsafe { bytes_from(head, head_len) },
-            tail: unsafe { bytes_from(tail, tail_len) },
-            len: file_len,
-        };
+        let input = ProbeInput::new(
+            unsafe { bytes_from(head, head_len) },
+            unsafe { bytes_from(tail, tail_len) },
+            file_len,
+        );
         match format.probe(&input) {
             ProbeResult::NoMatch => PROBE_NO_MATCH,
             ProbeResult::Match => PROBE_MATCH,
@@ -140,7 +144,7 @@ unsafe extern "C" fn open(
         let backing = NoBacking {
             image: source.name.clone(),
         };
-        let opened = format.open(Arc::new(source), &OpenContext { backing: &backing })?;
+        let opened = format.open(Arc::new(source), &OpenContext::new(&backing))?;
         // SAFETY: checked non-null above; the host owns the handle until `close`.
         unsafe { *disk = Box::into_raw(Box::new(opened)).cast() };
         Ok(())

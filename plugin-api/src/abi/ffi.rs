@@ -1,9 +1,7 @@
 //! The `#[repr(C)]` types of ABI v1 and the error channel both sides share.
 
-use crate::{Error, ErrorKind};
+use crate::{Capabilities, Error, ErrorKind};
 use std::ffi::{c_char, c_void};
-use std::fmt;
-use std::ops::BitOr;
 
 /// The ABI version this crate speaks. Bumped only for incompatible changes.
 pub const ABI_VERSION: u32 = 1;
@@ -39,57 +37,6 @@ pub struct AbiHeader {
     pub struct_size: u32,
     /// The ABI version the plugin was built for.
     pub abi_version: u32,
-}
-
-/// What a plugin declares about itself, shown by `aero-host plugins list`.
-#[repr(transparent)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities(pub u64);
-
-impl Capabilities {
-    /// No capabilities.
-    pub const NONE: Self = Capabilities(0);
-    /// `block_status` reports zero extents (otherwise everything is data).
-    pub const ZERO_EXTENTS: Self = Capabilities(1);
-    /// The format can have backing files. ABI v1 never passes them across: opening such an
-    /// image through a library fails with [`ErrorKind::BackingNotAllowed`].
-    pub const BACKING_FILES: Self = Capabilities(2);
-
-    const NAMES: [(Self, &'static str); 2] = [
-        (Self::ZERO_EXTENTS, "zero-extents"),
-        (Self::BACKING_FILES, "backing-files"),
-    ];
-
-    /// Whether every flag of `other` is set.
-    pub fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl BitOr for Capabilities {
-    type Output = Self;
-    fn bitor(self, rhs: Self) -> Self {
-        Capabilities(self.0 | rhs.0)
-    }
-}
-
-impl fmt::Display for Capabilities {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = Self::NAMES
-            .iter()
-            .filter(|(flag, _)| self.contains(*flag))
-            .map(|(_, name)| (*name).to_string())
-            .collect();
-        let known = Self::NAMES.iter().fold(0, |acc, (flag, _)| acc | flag.0);
-        if self.0 & !known != 0 {
-            parts.push(format!("unknown({:#x})", self.0 & !known));
-        }
-        if parts.is_empty() {
-            f.write_str("none")
-        } else {
-            f.write_str(&parts.join(", "))
-        }
-    }
 }
 
 /// Where a callee writes an error: it calls `set` once, then returns [`STATUS_ERROR`] or
@@ -251,11 +198,11 @@ pub fn code_kind(code: u32) -> ErrorKind {
 
 /// A slot for the error a callee reports, and the sink that fills it.
 #[derive(Default)]
-pub(crate) struct ErrorSlot(Option<Error>);
+pub struct ErrorSlot(Option<Error>);
 
 impl ErrorSlot {
     /// A sink writing into this slot; valid while the slot is borrowed.
-    pub(crate) fn sink(&mut self) -> ErrorSink {
+    pub fn sink(&mut self) -> ErrorSink {
         ErrorSink {
             ctx: (&mut self.0 as *mut Option<Error>).cast(),
             set: set_error,
@@ -263,7 +210,7 @@ impl ErrorSlot {
     }
 
     /// The reported error, or a generic one naming `what` when the callee reported none.
-    pub(crate) fn take(self, what: &str) -> Error {
+    pub fn take(self, what: &str) -> Error {
         self.0
             .unwrap_or_else(|| Error::io(format!("{what} failed without an error message")))
     }
@@ -285,7 +232,7 @@ unsafe extern "C" fn set_error(ctx: *mut c_void, kind: u32, message: *const u8, 
 ///
 /// # Safety
 /// `sink` must be null or point to a valid [`ErrorSink`].
-pub(crate) unsafe fn report(sink: *const ErrorSink, error: &Error) {
+pub unsafe fn report(sink: *const ErrorSink, error: &Error) {
     // SAFETY: the caller promises `sink` is valid or null.
     if let Some(sink) = unsafe { sink.as_ref() } {
         let message = error.message().as_bytes();
@@ -315,7 +262,7 @@ pub(crate) unsafe fn bytes_from<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 }
 
 /// The message of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -351,14 +298,5 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Corrupt);
         assert_eq!(error.message(), "x.vmdk: bad grain");
         assert!(ErrorSlot::default().take("open").message().contains("open"));
-    }
-
-    #[test]
-    fn capabilities_display() {
-        assert_eq!(Capabilities::NONE.to_string(), "none");
-        let both = Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES;
-        assert_eq!(both.to_string(), "zero-extents, backing-files");
-        assert!(both.contains(Capabilities::ZERO_EXTENTS));
-        assert_eq!(Capabilities(8).to_string(), "unknown(0x8)");
     }
 }

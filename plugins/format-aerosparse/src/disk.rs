@@ -2,7 +2,9 @@
 //! reads map logical blocks to physical slots, coalescing physically contiguous runs.
 
 use crate::header::{Header, HEADER_SIZE};
-use aero_plugin_api::{ByteSource, DiskInfo, Error, Extent, ExtentKind, Result, VirtualDisk};
+use aero_plugin_api::{
+    ByteSource, DiskInfo, Error, Extent, ExtentCollector, ExtentKind, Result, VirtualDisk,
+};
 use std::sync::Arc;
 
 /// An open AeroSparse image.
@@ -152,7 +154,7 @@ impl VirtualDisk for SparseDisk {
         self.check_range(offset, length)?;
         let block_size = self.block_size();
         let end = offset + length;
-        let mut out: Vec<Extent> = Vec::new();
+        let mut out = ExtentCollector::new(offset, length);
         let mut pos = offset;
         while pos < end {
             let block = pos / block_size;
@@ -162,23 +164,13 @@ impl VirtualDisk for SparseDisk {
             } else {
                 ExtentKind::Data
             };
-            match out.last_mut() {
-                Some(last) if last.kind == kind => last.length += stop - pos,
-                _ => out.push(Extent {
-                    offset: pos,
-                    length: stop - pos,
-                    kind,
-                }),
-            }
+            out.push(pos, stop - pos, kind)?;
             pos = stop;
         }
-        Ok(out)
+        out.finish()
     }
 
     fn info(&self) -> DiskInfo {
-        DiskInfo {
-            cluster_size: Some(self.block_size()),
-            backing_chain: Vec::new(),
-        }
+        DiskInfo::new(Some(self.block_size()))
     }
 }

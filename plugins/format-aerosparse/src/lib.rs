@@ -9,9 +9,10 @@ mod writer;
 pub use writer::{write_aerosparse, WriteSummary};
 
 use aero_plugin_api::{
-    register_format, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
-    VirtualDisk,
+    register_format, ByteSource, Capabilities, DiskFormat, DiskWriter, OpenContext, ProbeInput,
+    ProbeResult, Result, VirtualDisk,
 };
+use std::path::Path;
 use std::sync::Arc;
 
 /// The AeroSparse format plugin.
@@ -23,6 +24,14 @@ register_format!(AeroSparseFormat);
 impl DiskFormat for AeroSparseFormat {
     fn name(&self) -> &str {
         "aerosparse"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ZERO_EXTENTS | Capabilities::WRITE
+    }
+
+    fn writer(&self) -> Option<&dyn DiskWriter> {
+        Some(self)
     }
 
     fn aliases(&self) -> &[&str] {
@@ -49,5 +58,18 @@ impl DiskFormat for AeroSparseFormat {
         _ctx: &OpenContext<'_>,
     ) -> Result<Arc<dyn VirtualDisk>> {
         Ok(Arc::new(disk::SparseDisk::open(source)?))
+    }
+}
+
+/// Block size of the images [`DiskWriter::write`] makes (64 KiB).
+pub const WRITER_BLOCK_SIZE: u32 = 64 * 1024;
+
+impl DiskWriter for AeroSparseFormat {
+    fn write(&self, disk: &dyn VirtualDisk, out: &Path) -> Result<aero_plugin_api::WriteSummary> {
+        let summary = write_aerosparse(disk, out, WRITER_BLOCK_SIZE)?;
+        Ok(aero_plugin_api::WriteSummary::new(
+            summary.capacity,
+            summary.allocated_blocks * u64::from(summary.block_size),
+        ))
     }
 }

@@ -3,7 +3,7 @@
 
 use aero_plugin_api::{
     ByteSource, DiskFormat, DiskInfo, Error, ErrorKind, Extent, ExtentKind, MemorySource,
-    OpenOptions, ProbeInput, ProbeResult, Registry, Result, VirtualDisk,
+    ProbeInput, ProbeResult, Registry, Result, VirtualDisk,
 };
 use format_aerosparse::{write_aerosparse, AeroSparseFormat};
 use sha2::{Digest, Sha256};
@@ -51,16 +51,12 @@ fn registry() -> Registry {
 }
 
 fn open_path(path: &Path) -> Result<Arc<dyn VirtualDisk>> {
-    registry()
-        .open_path(path, None, &OpenOptions::default())
-        .map(|o| o.disk)
+    aero_plugin_testkit::open_path(&registry(), path, None, false).map(|o| o.disk)
 }
 
 fn open_bytes(name: &str, bytes: Vec<u8>) -> Result<Arc<dyn VirtualDisk>> {
     let source: Arc<dyn ByteSource> = Arc::new(MemorySource::new(name, bytes));
-    registry()
-        .open_source(source, Some("aerospar"), &OpenOptions::default())
-        .map(|o| o.disk)
+    aero_plugin_testkit::open_source(&registry(), source, Some("aerospar"), false).map(|o| o.disk)
 }
 
 fn sha_of_disk(disk: &dyn VirtualDisk) -> String {
@@ -163,13 +159,7 @@ fn concurrent_reads_agree() {
 
 #[test]
 fn probe_matches_the_magic_whatever_the_version() {
-    let probe = |head: &[u8], len| {
-        AeroSparseFormat.probe(&ProbeInput {
-            head,
-            tail: &[],
-            len,
-        })
-    };
+    let probe = |head: &[u8], len| AeroSparseFormat.probe(&ProbeInput::new(head, &[], len));
     let mut head = b"AEROSPAR".to_vec();
     head.extend_from_slice(&1u32.to_le_bytes());
     head.resize(64, 0);
@@ -331,11 +321,7 @@ impl VirtualDisk for TestDisk {
             (ze.clamp(offset, end), end, ExtentKind::Data),
         ] {
             if e > s {
-                out.push(Extent {
-                    offset: s,
-                    length: e - s,
-                    kind,
-                });
+                out.push(Extent::new(s, e - s, kind));
             }
         }
         Ok(out)

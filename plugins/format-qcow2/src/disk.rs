@@ -4,7 +4,8 @@ use crate::compressed::{CompressedExtent, Compression};
 use crate::header::{self, Header};
 use crate::l2::{self, Cache, Decoder, EntryError, Table, Unit};
 use aero_plugin_api::{
-    Backing, ByteSource, DiskInfo, Error, Extent, ExtentKind, OpenContext, Result, VirtualDisk,
+    Backing, ByteSource, DiskInfo, Error, Extent, ExtentCollector, ExtentKind, OpenContext, Result,
+    VirtualDisk,
 };
 use std::sync::{Arc, Mutex};
 
@@ -330,45 +331,22 @@ impl Qcow2Disk {
         Ok(data)
     }
 
-    fn unallocated_status(&self, offset: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
+    fn unallocated_status(&self, offset: u64, len: u64, out: &mut ExtentCollector) -> Result<()> {
         let from_backing = match &self.backing {
             Some(backing) => {
                 let n = backing.disk.capacity().saturating_sub(offset).min(len);
                 if n > 0 {
                     for extent in backing.disk.block_status(offset, n)? {
-                        push_extent(out, extent.offset, extent.length, extent.kind);
+                        out.push(extent.offset, extent.length, extent.kind)?;
                     }
                 }
                 n
             }
             None => 0,
         };
-        push_extent(
-            out,
-            offset + from_backing,
-            len - from_backing,
-            ExtentKind::Zero,
-        );
+        out.push(offset + from_backing, len - from_backing, ExtentKind::Zero)?;
         Ok(())
     }
-}
-
-/// Appends an extent, merging it into the previous one when adjacent and of the same kind.
-fn push_extent(out: &mut Vec<Extent>, offset: u64, length: u64, kind: ExtentKind) {
-    if length == 0 {
-        return;
-    }
-    if let Some(last) = out.last_mut() {
-        if last.kind == kind && last.end() == offset {
-            last.length += length;
-            return;
-        }
-    }
-    out.push(Extent {
-        offset,
-        length,
-        kind,
-    });
 }
 
 impl VirtualDisk for Qcow2Disk {
@@ -396,31 +374,27 @@ impl VirtualDisk for Qcow2Disk {
 
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         self.check_range(offset, length)?;
-        let mut out = Vec::new();
+        let mut out = ExtentCollector::new(offset, length);
         let end = offset + length;
         let mut pos = offset;
         while pos < end {
             let (run, len) = self.map(pos, end - pos)?;
             match run {
-                Run::Data(_) | Run::Compressed(_) => {
-                    push_extent(&mut out, pos, len, ExtentKind::Data)
-                }
-                Run::Zero => push_extent(&mut out, pos, len, ExtentKind::Zero),
+                Run::Data(_) | Run::Compressed(_) => out.push(pos, len, ExtentKind::Data)?,
+                Run::Zero => out.push(pos, len, ExtentKind::Zero)?,
                 Run::Unallocated => self.unallocated_status(pos, len, &mut out)?,
             }
             pos += len;
         }
-        Ok(out)
+        out.finish()
     }
 
     fn info(&self) -> DiskInfo {
-        DiskInfo {
-            cluster_size: Some(1 << self.cluster_bits),
-            backing_chain: self
-                .backing
+        DiskInfo::new(Some(1 << self.cluster_bits)).with_backing_chain(
+            self.backing
                 .as_ref()
                 .map(Backing::chain)
                 .unwrap_or_default(),
-        }
+        )
     }
 }

@@ -7,8 +7,8 @@ mod header;
 mod l2;
 
 use aero_plugin_api::{
-    register_format, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
-    VirtualDisk,
+    register_format, ByteSource, Capabilities, DiskFormat, OpenContext, ProbeInput, ProbeResult,
+    Result, VirtualDisk,
 };
 use std::sync::Arc;
 
@@ -21,6 +21,10 @@ register_format!(Qcow2Format);
 impl DiskFormat for Qcow2Format {
     fn name(&self) -> &str {
         "qcow2"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES
     }
 
     fn version(&self) -> &str {
@@ -51,11 +55,7 @@ mod tests {
     use super::*;
 
     fn probe(head: &[u8], len: u64) -> ProbeResult {
-        Qcow2Format.probe(&ProbeInput {
-            head,
-            tail: &[],
-            len,
-        })
+        Qcow2Format.probe(&ProbeInput::new(head, &[], len))
     }
 
     #[test]

@@ -3,15 +3,13 @@
 
 mod common;
 
-use aero_plugin_api::{ByteSource, ErrorKind, MemorySource, OpenOptions, VirtualDisk};
+use aero_plugin_api::{ByteSource, ErrorKind, MemorySource, VirtualDisk};
 use common::{create, have_qemu, qemu_io, registry, scratch};
 use std::sync::Arc;
 
 fn open_bytes(bytes: Vec<u8>) -> aero_plugin_api::Result<Arc<dyn VirtualDisk>> {
     let source: Arc<dyn ByteSource> = Arc::new(MemorySource::new("damaged.qcow2", bytes));
-    registry()
-        .open_source(source, Some("qcow2"), &OpenOptions::default())
-        .map(|o| o.disk)
+    aero_plugin_testkit::open_source(&registry(), source, Some("qcow2"), false).map(|o| o.disk)
 }
 
 /// A 1 MiB v3 image with a few writes, made by qemu-img.

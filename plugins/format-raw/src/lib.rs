@@ -1,8 +1,8 @@
 //! Raw disk images: the file's bytes are the guest-visible bytes. Detection falls back to raw.
 
 use aero_plugin_api::{
-    register_format, ByteSource, DiskFormat, DiskInfo, Error, Extent, ExtentKind, OpenContext,
-    ProbeInput, ProbeResult, Result, VirtualDisk,
+    register_format, ByteSource, Capabilities, DiskFormat, DiskInfo, Error, Extent, ExtentKind,
+    OpenContext, ProbeInput, ProbeResult, Result, VirtualDisk,
 };
 use std::sync::Arc;
 
@@ -15,6 +15,10 @@ register_format!(RawFormat);
 impl DiskFormat for RawFormat {
     fn name(&self) -> &str {
         "raw"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ZERO_EXTENTS
     }
 
     fn version(&self) -> &str {
@@ -64,13 +68,10 @@ impl VirtualDisk for RawDisk {
             return Ok(Vec::new());
         }
         // Holes of a sparse file are known zeros; otherwise everything is data.
-        Ok(self.source.block_status(offset, length).unwrap_or_else(|| {
-            vec![Extent {
-                offset,
-                length,
-                kind: ExtentKind::Data,
-            }]
-        }))
+        Ok(self
+            .source
+            .block_status(offset, length)
+            .unwrap_or_else(|| vec![Extent::new(offset, length, ExtentKind::Data)]))
     }
 
     fn info(&self) -> DiskInfo {

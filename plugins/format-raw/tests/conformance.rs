@@ -1,1 +1,1 @@
-aero_plugin_api::conformance_tests!(format_raw::RawFormat);
+aero_plugin_testkit::conformance_tests!(format_raw::RawFormat);

@@ -25,11 +25,7 @@ impl VirtualDisk for FixedDisk {
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         check_range(offset, length, self.capacity)?;
         Ok((length > 0)
-            .then_some(Extent {
-                offset,
-                length,
-                kind: ExtentKind::Data,
-            })
+            .then_some(Extent::new(offset, length, ExtentKind::Data))
             .into_iter()
             .collect())
     }

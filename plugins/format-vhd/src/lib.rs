@@ -13,8 +13,8 @@ mod open;
 mod sparse;
 
 use aero_plugin_api::{
-    register_format, ByteSource, DiskFormat, Error, OpenContext, ProbeInput, ProbeResult, Result,
-    VirtualDisk,
+    register_format, ByteSource, Capabilities, DiskFormat, Error, OpenContext, ProbeInput,
+    ProbeResult, Result, VirtualDisk,
 };
 use std::sync::Arc;
 
@@ -27,6 +27,10 @@ register_format!(VhdFormat);
 impl DiskFormat for VhdFormat {
     fn name(&self) -> &str {
         "vhd"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES
     }
 
     fn aliases(&self) -> &[&str] {

@@ -5,7 +5,9 @@
 
 use crate::block_table::BlockTable;
 use crate::check_range;
-use aero_plugin_api::{Backing, ByteSource, DiskInfo, Extent, ExtentKind, Result, VirtualDisk};
+use aero_plugin_api::{
+    Backing, ByteSource, DiskInfo, Extent, ExtentCollector, ExtentKind, Result, VirtualDisk,
+};
 use std::sync::Arc;
 
 /// A dynamic disk (no parent) or a differencing disk (with its parent).
@@ -87,17 +89,17 @@ impl SparseDisk {
     }
 
     /// The parent's block status of a range, zeros where there is no parent.
-    fn parent_status(&self, offset: u64, length: u64, out: &mut Vec<Extent>) -> Result<()> {
+    fn parent_status(&self, offset: u64, length: u64, out: &mut ExtentCollector) -> Result<()> {
         let inside = match &self.parent {
             Some(parent) => parent.disk.capacity().saturating_sub(offset).min(length),
             None => 0,
         };
         if let Some(parent) = self.parent.as_ref().filter(|_| inside > 0) {
             for extent in parent.disk.block_status(offset, inside)? {
-                push_extent(out, extent.offset, extent.length, extent.kind);
+                out.push(extent.offset, extent.length, extent.kind)?;
             }
         }
-        push_extent(out, offset + inside, length - inside, ExtentKind::Zero);
+        out.push(offset + inside, length - inside, ExtentKind::Zero)?;
         Ok(())
     }
 
@@ -118,21 +120,6 @@ impl SparseDisk {
             pos += piece;
         }
         Ok(())
-    }
-}
-
-/// Appends an extent, merging it with the previous one when they are of the same kind.
-fn push_extent(out: &mut Vec<Extent>, offset: u64, length: u64, kind: ExtentKind) {
-    if length == 0 {
-        return;
-    }
-    match out.last_mut() {
-        Some(last) if last.kind == kind && last.end() == offset => last.length += length,
-        _ => out.push(Extent {
-            offset,
-            length,
-            kind,
-        }),
     }
 }
 
@@ -165,27 +152,25 @@ impl VirtualDisk for SparseDisk {
 
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         check_range(offset, length, self.capacity)?;
-        let mut out = Vec::new();
+        let mut out = ExtentCollector::new(offset, length);
         self.for_each_block_piece(offset, length, |pos, piece, bitmap_at| {
             let Some(bitmap_at) = bitmap_at else {
                 return self.parent_status(pos, piece, &mut out);
             };
             for run in self.runs_in_block(bitmap_at, pos, piece)? {
                 if run.stored {
-                    push_extent(&mut out, run.offset, run.length, ExtentKind::Data);
+                    out.push(run.offset, run.length, ExtentKind::Data)?;
                 } else {
                     self.parent_status(run.offset, run.length, &mut out)?;
                 }
             }
             Ok(())
         })?;
-        Ok(out)
+        out.finish()
     }
 
     fn info(&self) -> DiskInfo {
-        DiskInfo {
-            cluster_size: Some(self.table.block_size),
-            backing_chain: self.parent.as_ref().map(Backing::chain).unwrap_or_default(),
-        }
+        DiskInfo::new(Some(self.table.block_size))
+            .with_backing_chain(self.parent.as_ref().map(Backing::chain).unwrap_or_default())
     }
 }

@@ -1,3 +1,3 @@
 //! The shared plugin conformance suite.
 
-aero_plugin_api::conformance_tests!(format_vhd::VhdFormat);
+aero_plugin_testkit::conformance_tests!(format_vhd::VhdFormat);

@@ -2,16 +2,14 @@
 
 mod common;
 
-use aero_plugin_api::{ByteSource, ErrorKind, MemorySource, OpenOptions, Result, VirtualDisk};
+use aero_plugin_api::{ByteSource, ErrorKind, MemorySource, Result, VirtualDisk};
 use common::differencing::seal;
 use common::*;
 use std::sync::Arc;
 
 fn open_bytes(name: &str, bytes: Vec<u8>) -> Result<Arc<dyn VirtualDisk>> {
     let source: Arc<dyn ByteSource> = Arc::new(MemorySource::new(name, bytes));
-    registry()
-        .open_source(source, Some("vhd"), &OpenOptions::default())
-        .map(|o| o.disk)
+    aero_plugin_testkit::open_source(&registry(), source, Some("vhd"), false).map(|o| o.disk)
 }
 
 fn fixture(name: &str) -> Vec<u8> {

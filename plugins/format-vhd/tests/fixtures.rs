@@ -105,13 +105,7 @@ fn probe_recognises_vhd_only() {
         let got = ProbeInput::read(&source, |input| format.probe(&input)).unwrap();
         assert_eq!(got, verdict, "{name}");
     }
-    let probe = |head: &[u8], len| {
-        format.probe(&ProbeInput {
-            head,
-            tail: &[],
-            len,
-        })
-    };
+    let probe = |head: &[u8], len| format.probe(&ProbeInput::new(head, &[], len));
     assert_eq!(probe(b"conectix", 8), ProbeResult::Match);
     assert_eq!(probe(b"conectixabcdefgh", 300), ProbeResult::Match);
     // The cookie alone decides; open checks the footer.
@@ -123,9 +117,9 @@ fn probe_recognises_vhd_only() {
 #[test]
 fn detected_by_the_registry() {
     let registry = registry();
-    let opened = registry
-        .open_path(&fixtures().join("dynamic.vhd"), None, &Default::default())
-        .unwrap();
+    let opened =
+        aero_plugin_testkit::open_path(&registry, &fixtures().join("dynamic.vhd"), None, false)
+            .unwrap();
     assert_eq!(opened.format.name(), "vhd");
     assert!(registry.get("vpc").is_some());
 }

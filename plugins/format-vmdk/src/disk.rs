@@ -4,7 +4,8 @@ use crate::descriptor::Descriptor;
 use crate::grain;
 use crate::header::{Header, SECTOR};
 use aero_plugin_api::{
-    Backing, ByteSource, DiskInfo, Error, Extent, ExtentKind, OpenContext, Result, VirtualDisk,
+    Backing, ByteSource, DiskInfo, Error, Extent, ExtentCollector, ExtentKind, OpenContext, Result,
+    VirtualDisk,
 };
 use std::sync::Arc;
 
@@ -140,18 +141,18 @@ impl VmdkDisk {
         parent.disk.read_at(offset, inside)
     }
 
-    fn parent_status(&self, offset: u64, length: u64, out: &mut Vec<Extent>) -> Result<()> {
+    fn parent_status(&self, offset: u64, length: u64, out: &mut ExtentCollector) -> Result<()> {
         let inside = self
             .parent
             .as_ref()
             .map_or(0, |p| p.disk.capacity().saturating_sub(offset).min(length));
         if let (Some(parent), true) = (&self.parent, inside > 0) {
             for extent in parent.disk.block_status(offset, inside)? {
-                push(out, extent.offset, extent.length, extent.kind);
+                out.push(extent.offset, extent.length, extent.kind)?;
             }
         }
         if inside < length {
-            push(out, offset + inside, length - inside, ExtentKind::Zero);
+            out.push(offset + inside, length - inside, ExtentKind::Zero)?;
         }
         Ok(())
     }
@@ -161,18 +162,6 @@ impl VmdkDisk {
             Some(end) if end <= self.header.capacity => Ok(()),
             _ => Err(Error::out_of_bounds(offset, length, self.header.capacity)),
         }
-    }
-}
-
-/// Appends an extent, merging it with the previous one of the same kind.
-fn push(out: &mut Vec<Extent>, offset: u64, length: u64, kind: ExtentKind) {
-    match out.last_mut() {
-        Some(last) if last.kind == kind && last.end() == offset => last.length += length,
-        _ => out.push(Extent {
-            offset,
-            length,
-            kind,
-        }),
     }
 }
 
@@ -207,25 +196,21 @@ impl VirtualDisk for VmdkDisk {
 
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         self.check_range(offset, length)?;
-        let mut out = Vec::new();
+        let mut out = ExtentCollector::new(offset, length);
         self.walk(offset, length, |at, length, _, grain| {
             match grain {
                 Grain::Unallocated => self.parent_status(at, length, &mut out)?,
-                Grain::Zero => push(&mut out, at, length, ExtentKind::Zero),
-                Grain::Plain(_) | Grain::Compressed(_) => {
-                    push(&mut out, at, length, ExtentKind::Data)
-                }
+                Grain::Zero => out.push(at, length, ExtentKind::Zero)?,
+                Grain::Plain(_) | Grain::Compressed(_) => out.push(at, length, ExtentKind::Data)?,
             }
             Ok(())
         })?;
-        Ok(out)
+        out.finish()
     }
 
     fn info(&self) -> DiskInfo {
-        DiskInfo {
-            cluster_size: Some(self.header.grain_bytes),
-            backing_chain: self.parent.as_ref().map(Backing::chain).unwrap_or_default(),
-        }
+        DiskInfo::new(Some(self.header.grain_bytes))
+            .with_backing_chain(self.parent.as_ref().map(Backing::chain).unwrap_or_default())
     }
 }
 

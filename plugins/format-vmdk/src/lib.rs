@@ -9,10 +9,9 @@ mod disk;
 mod grain;
 mod header;
 
-use aero_plugin_api::abi::Capabilities;
 use aero_plugin_api::{
-    export_format_plugin, ByteSource, DiskFormat, OpenContext, ProbeInput, ProbeResult, Result,
-    VirtualDisk,
+    export_format_plugin, ByteSource, Capabilities, DiskFormat, OpenContext, ProbeInput,
+    ProbeResult, Result, VirtualDisk,
 };
 use std::sync::Arc;
 
@@ -23,6 +22,10 @@ pub struct VmdkFormat;
 impl DiskFormat for VmdkFormat {
     fn name(&self) -> &str {
         "vmdk"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES
     }
 
     fn version(&self) -> &str {
@@ -48,7 +51,4 @@ impl DiskFormat for VmdkFormat {
     }
 }
 
-export_format_plugin!(
-    VmdkFormat,
-    Capabilities::ZERO_EXTENTS | Capabilities::BACKING_FILES
-);
+export_format_plugin!(VmdkFormat);

@@ -1,8 +1,9 @@
 //! The VMDK plugin loaded the only way aero-host loads it: as a shared library, by path.
 
-use aero_plugin_api::abi::{build_plugin_library, load_plugin, Capabilities, LoadedPlugin};
-use aero_plugin_api::conformance::{self, Fixtures};
-use aero_plugin_api::{ErrorKind, ExtentKind, OpenOptions, OpenedDisk, Registry, Result};
+use aero_plugin_api::{Capabilities, ErrorKind, ExtentKind, Registry, Result};
+use aero_plugin_testkit::{
+    self as conformance, build_plugin_library, load_plugin, Fixtures, LoadedPlugin,
+};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -20,13 +21,13 @@ fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(Fixtures::builtin)
 }
 
-fn open(path: &Path) -> Result<OpenedDisk> {
+fn open(path: &Path) -> Result<aero_plugin_testkit::Opened> {
     let mut registry = Registry::new();
     registry.add(Arc::clone(&plugin().format))?;
-    registry.open_path(path, None, &OpenOptions::default())
+    aero_plugin_testkit::open_path(&registry, path, None, false)
 }
 
-fn sha256_of(disk: &OpenedDisk) -> String {
+fn sha256_of(disk: &aero_plugin_testkit::Opened) -> String {
     let capacity = disk.disk.capacity();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -80,8 +81,14 @@ fn loads_with_its_description() {
     assert_eq!(plugin.format.name(), "vmdk");
     assert_eq!(plugin.format.version(), env!("CARGO_PKG_VERSION"));
     assert_eq!(plugin.abi_version, 1);
-    assert!(plugin.capabilities.contains(Capabilities::ZERO_EXTENTS));
-    assert!(plugin.capabilities.contains(Capabilities::BACKING_FILES));
+    assert!(plugin
+        .format
+        .capabilities()
+        .contains(Capabilities::ZERO_EXTENTS));
+    assert!(plugin
+        .format
+        .capabilities()
+        .contains(Capabilities::BACKING_FILES));
     assert!(plugin.path.ends_with("libformat_vmdk.so"));
 }
 

@@ -35,11 +35,7 @@ impl VirtualDisk for HookedDisk {
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         self.check(offset, length)?;
         Ok((length > 0)
-            .then_some(Extent {
-                offset,
-                length,
-                kind: ExtentKind::Data,
-            })
+            .then_some(Extent::new(offset, length, ExtentKind::Data))
             .into_iter()
             .collect())
     }

@@ -1,8 +1,7 @@
 //! Broken plugin libraries are refused or reported as errors; the host never crashes.
 
-use aero_plugin_api::abi::{build_plugin_library, load_library};
-use aero_plugin_api::conformance::{self, Fixtures};
-use aero_plugin_api::{ErrorKind, OpenOptions, Registry};
+use aero_plugin_api::{ErrorKind, Registry};
+use aero_plugin_testkit::{self as conformance, build_plugin_library, load_library, Fixtures};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,9 +34,7 @@ fn panics_become_errors() {
     registry
         .add(load_library(&library("test-plugin-panics")).unwrap())
         .unwrap();
-    let options = OpenOptions::default();
-    let error = registry
-        .open_path(&scratch("empty.img", b""), None, &options)
+    let error = aero_plugin_testkit::open_path(&registry, &scratch("empty.img", b""), None, false)
         .err()
         .unwrap();
     assert!(
@@ -46,10 +43,10 @@ fn panics_become_errors() {
             .contains("panicked in open: open cannot cope with an empty file"),
         "{error}"
     );
-    let disk = registry
-        .open_path(&scratch("four.img", b"abcd"), None, &options)
-        .unwrap()
-        .disk;
+    let disk =
+        aero_plugin_testkit::open_path(&registry, &scratch("four.img", b"abcd"), None, false)
+            .unwrap()
+            .disk;
     let mut buf = [0u8; 2];
     let error = disk.read_at(0, &mut buf).unwrap_err();
     assert!(

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use aero_plugin_api::{ExtentKind, OpenOptions, Registry, Result, VirtualDisk};
+use aero_plugin_api::{ExtentKind, Registry, Result, VirtualDisk};
 use format_qcow2::Qcow2Format;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -19,11 +19,7 @@ pub fn registry() -> Registry {
 
 /// Opens `path` as qcow2 (detected by probing).
 pub fn open(path: &Path, allow_backing: bool) -> Result<Arc<dyn VirtualDisk>> {
-    let options = OpenOptions {
-        allow_backing,
-        ..OpenOptions::default()
-    };
-    registry().open_path(path, None, &options).map(|o| o.disk)
+    aero_plugin_testkit::open_path(&registry(), path, None, allow_backing).map(|o| o.disk)
 }
 
 /// All guest-visible bytes of `disk`, read in pieces of `piece` bytes.

@@ -4,7 +4,7 @@
 
 pub mod differencing;
 
-use aero_plugin_api::{ExtentKind, OpenOptions, OpenedDisk, Registry, Result, VirtualDisk};
+use aero_plugin_api::{ExtentKind, Registry, Result, VirtualDisk};
 use format_vhd::VhdFormat;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -34,12 +34,8 @@ pub fn registry() -> Registry {
 }
 
 /// Opens `path` as VHD.
-pub fn open(path: &Path, allow_backing: bool) -> Result<OpenedDisk> {
-    let options = OpenOptions {
-        allow_backing,
-        ..OpenOptions::default()
-    };
-    registry().open_path(path, Some("vhd"), &options)
+pub fn open(path: &Path, allow_backing: bool) -> Result<aero_plugin_testkit::Opened> {
+    aero_plugin_testkit::open_path(&registry(), path, Some("vhd"), allow_backing)
 }
 
 /// The (virtual size, sha256) that `expected.tsv` lists for a fixture.

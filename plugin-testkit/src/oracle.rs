@@ -1,7 +1,7 @@
 //! The oracle: a raw file holding the guest-visible bytes a fixture must read as.
 
-use super::fixtures::{Fixture, Fixtures};
-use crate::{ByteSource, FileSource};
+use crate::fixtures::{Fixture, Fixtures};
+use aero_plugin_api::{ByteSource, FileSource};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs;
@@ -77,7 +77,7 @@ impl<'a> Oracles<'a> {
 }
 
 /// sha256 (lowercase hex) of the whole of `source`.
-fn sha256_of(source: &FileSource) -> crate::Result<String> {
+fn sha256_of(source: &FileSource) -> aero_plugin_api::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0;
@@ -100,7 +100,13 @@ fn convert(fixture: &Fixture, out: &Path) -> Result<(), String> {
         .arg(&fixture.path)
         .arg(&temp)
         .output()
-        .map_err(|e| format!("running qemu-img for the raw view of {}: {e}", fixture.name))?;
+        .map_err(|e| {
+            format!(
+                "running qemu-img for the raw view of {}: {e}; {}",
+                fixture.name,
+                crate::fixtures::QEMU_IMG_HINT
+            )
+        })?;
     let result = if output.status.success() {
         fs::rename(&temp, out).map_err(|e| format!("renaming to {}: {e}", out.display()))
     } else {

@@ -1,10 +1,17 @@
 //! The fixture set: a directory of images plus `expected.tsv`, and the built-in set.
 
-use crate::DiskFormat;
+use aero_plugin_api::DiskFormat;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The environment variable naming the fixture directory [`Fixtures::builtin`] loads.
+pub const FIXTURES_ENV: &str = "AERO_FIXTURES";
+
+/// What to do when qemu-img is missing.
+pub(crate) const QEMU_IMG_HINT: &str =
+    "qemu-img is needed for the fixtures and raw views: install it (Debian/Ubuntu: apt-get install qemu-utils; macOS: brew install qemu)";
 
 const HEADER: [&str; 5] = [
     "name",
@@ -105,10 +112,12 @@ impl Fixtures {
         })
     }
 
-    /// The project's fixture set in `<workspace root>/target/fixtures`, generated on first use
-    /// with `<shared>/fixtures/make-fixtures.sh` (needs qemu-img) and
-    /// `<shared>/fixtures/make-aerosparse.py` (needs python3). `<shared>` is `$AERO_SHARED_DIR`,
-    /// else `<workspace root>/../shared`. Safe to call from test binaries running in parallel.
+    /// The fixture set of the directory in `$AERO_FIXTURES` ([`FIXTURES_ENV`]); when unset, the
+    /// project's set in `<workspace root>/target/fixtures`, generated on first use with
+    /// `<shared>/fixtures/make-fixtures.sh` (needs qemu-img). Either way the AeroSparse images
+    /// are added with `<shared>/fixtures/make-aerosparse.py` (needs python3) when missing.
+    /// `<shared>` is `$AERO_SHARED_DIR`, else `<workspace root>/../shared`. Safe to call from
+    /// test binaries running in parallel.
     ///
     /// # Panics
     /// When the set cannot be found or generated; the message says why.
@@ -176,16 +185,45 @@ fn parse_row(dir: &Path, line: &str) -> Result<Fixture, String> {
 }
 
 fn prepare_builtin() -> Result<Fixtures, String> {
+    qemu_img_present()?;
+    if let Some(dir) = std::env::var_os(FIXTURES_ENV).map(PathBuf::from) {
+        let set = Fixtures::load(&dir)?;
+        let complete = AEROSPARSE
+            .iter()
+            .all(|(name, _)| set.entries.iter().any(|f| f.name == *name));
+        if complete {
+            return Ok(set);
+        }
+        add_aerosparse(&dir, &shared_dir(&workspace_root()?))?;
+        return Fixtures::load(&dir);
+    }
     let root = workspace_root()?;
-    let shared = std::env::var_os("AERO_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("..").join("shared"));
+    let shared = shared_dir(&root);
     let dir = root.join("target").join("fixtures");
     if !dir.join("expected.tsv").is_file() {
         generate_base(&dir, &shared)?;
     }
     add_aerosparse(&dir, &shared)?;
     Fixtures::load(&dir)
+}
+
+/// `$AERO_SHARED_DIR`, else `<root>/../shared`.
+fn shared_dir(root: &Path) -> PathBuf {
+    std::env::var_os("AERO_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("..").join("shared"))
+}
+
+/// Fails with an install hint when qemu-img cannot be run.
+pub(crate) fn qemu_img_present() -> Result<(), String> {
+    match Command::new("qemu-img").arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "qemu-img --version failed ({}); {QEMU_IMG_HINT}",
+            output.status
+        )),
+        Err(e) => Err(format!("running qemu-img: {e}; {QEMU_IMG_HINT}")),
+    }
 }
 
 /// The nearest directory, from `CARGO_MANIFEST_DIR` or the current directory upwards, whose
@@ -385,6 +423,6 @@ mod tests {
     #[test]
     fn finds_the_workspace_root() {
         let root = workspace_root().unwrap();
-        assert!(root.join("plugin-api").is_dir(), "{}", root.display());
+        assert!(root.join("plugin-testkit").is_dir(), "{}", root.display());
     }
 }

@@ -1,52 +1,31 @@
-//! The host's catalogue of plugins: built-ins collected by `inventory`, plus dynamic
-//! libraries, seen through the same traits.
+//! The plugin set: built-in plugins collected by `inventory`, plus format plugins loaded from
+//! libraries, seen through the same traits, each with its origin.
 
-use aero_plugin_api::abi::load_plugin;
+use crate::library::load_plugin;
+use crate::{Error, Result};
 use aero_plugin_api::backend::{builtin_backends, StorageBackend};
-use aero_plugin_api::Registry;
-use anyhow::{anyhow, bail, Context, Result};
+use aero_plugin_api::{DiskFormat, Registry};
 use serde::Serialize;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-// Built-in plugins register themselves when linked; these keep the crates linked.
-use backend_fs as _;
-use backend_memory as _;
-use backend_s3 as _;
-use format_aerosparse as _;
-use format_qcow2 as _;
-use format_raw as _;
-use format_vhd as _;
-
 /// Where a plugin comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// Compiled into aero-host.
+    /// Compiled into the host.
     Builtin,
     /// Loaded from a dynamic library.
-    Library(String),
+    Library(PathBuf),
 }
 
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Builtin => f.write_str("builtin"),
-            Origin::Library(path) => f.write_str(path),
+            Origin::Library(path) => write!(f, "{}", path.display()),
         }
     }
-}
-
-/// What a built-in format plugin can do.
-fn capabilities_of(name: &str) -> String {
-    let mut caps = "read,probe,zero-extents".to_string();
-    if matches!(name, "qcow2" | "vhd") {
-        caps.push_str(",backing-files");
-    }
-    if name == "aerosparse" {
-        caps.push_str(",write");
-    }
-    caps
 }
 
 /// One row of `plugins list`.
@@ -66,13 +45,6 @@ pub struct PluginRow {
     pub capabilities: Vec<String>,
 }
 
-/// All plugins the host can use.
-pub struct Catalogue {
-    formats: Registry,
-    origins: Vec<(String, Origin, String)>,
-    backends: Vec<Arc<dyn StorageBackend>>,
-}
-
 /// Which dynamic libraries to load.
 #[derive(Debug, Clone, Default)]
 pub struct LibrarySelection {
@@ -85,11 +57,15 @@ pub struct LibrarySelection {
 }
 
 impl LibrarySelection {
-    fn files(&self) -> Result<Vec<PathBuf>> {
+    /// The library files: the paths, then the directory's libraries sorted by name.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
         let mut files = self.paths.clone();
         if let Some(dir) = &self.dir {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-                .with_context(|| format!("reading plugin directory {}", dir.display()))?
+            let entries = std::fs::read_dir(dir).map_err(|cause| Error::PluginDir {
+                dir: dir.clone(),
+                cause,
+            })?;
+            let mut found: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "so" || x == "dylib"))
                 .collect();
@@ -100,19 +76,23 @@ impl LibrarySelection {
     }
 }
 
-impl Catalogue {
+/// Every plugin the host can use.
+pub struct PluginSet {
+    formats: Registry,
+    origins: Vec<(String, Origin)>,
+    backends: Vec<Arc<dyn StorageBackend>>,
+}
+
+impl PluginSet {
     /// The built-in plugins.
     pub fn builtin() -> Result<Self> {
-        let formats = Registry::builtin().map_err(|e| anyhow!("{e}"))?;
+        let formats = Registry::builtin()?;
         let origins = formats
             .formats()
             .iter()
-            .map(|f| {
-                let caps = capabilities_of(f.name());
-                (f.name().to_string(), Origin::Builtin, caps)
-            })
+            .map(|f| (f.name().to_string(), Origin::Builtin))
             .collect();
-        Ok(Catalogue {
+        Ok(PluginSet {
             formats,
             origins,
             backends: builtin_backends(),
@@ -122,33 +102,35 @@ impl Catalogue {
     /// The built-ins plus the selected libraries. A library whose plugin name is taken is an
     /// error unless the name is in `prefer_library`, in which case the library wins.
     pub fn load(selection: &LibrarySelection) -> Result<Self> {
-        let mut catalogue = Self::builtin()?;
+        let mut set = Self::builtin()?;
         for path in selection.files()? {
-            catalogue.load_library(&path, &selection.prefer_library)?;
+            set.load_library(&path, &selection.prefer_library)?;
         }
-        Ok(catalogue)
+        Ok(set)
     }
 
     fn load_library(&mut self, path: &Path, prefer: &[String]) -> Result<()> {
-        let loaded = load_plugin(path).map_err(|e| anyhow!("{e}"))?;
+        let loaded = load_plugin(path)?;
         let name = loaded.format.name().to_string();
         if prefer.contains(&name) {
             self.formats.replace(Arc::clone(&loaded.format));
-            self.origins.retain(|(n, _, _)| n != &name);
-        } else if let Some((_, from, _)) = self.origins.iter().find(|(n, _, _)| n == &name) {
-            bail!(
-                "plugin {} provides format '{name}', which {from} already provides; \
-                 remove one, or add \"{name}\" to prefer_library in [plugins] to let the library win",
-                path.display()
-            );
+            self.origins.retain(|(n, _)| n != &name);
+        } else if let Some((_, from)) = self.origins.iter().find(|(n, _)| n == &name) {
+            return Err(Error::NameTaken {
+                library: path.to_path_buf(),
+                name,
+                origin: from.to_string(),
+            });
         } else {
             self.formats
                 .add(Arc::clone(&loaded.format))
-                .map_err(|e| anyhow!("{} ({e})", path.display()))?;
+                .map_err(|cause| Error::Rejected {
+                    library: path.to_path_buf(),
+                    cause,
+                })?;
         }
-        let caps = format!("read,probe,{}", loaded.capabilities).replace(", ", ",");
-        let origin = Origin::Library(path.display().to_string());
-        self.origins.push((name, origin, caps));
+        self.origins
+            .push((name, Origin::Library(path.to_path_buf())));
         Ok(())
     }
 
@@ -157,41 +139,62 @@ impl Catalogue {
         &self.formats
     }
 
+    /// Where the format plugin called `name` comes from.
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.origins
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, origin)| origin)
+    }
+
+    /// The format plugins that can write images.
+    pub fn writers(&self) -> impl Iterator<Item = &Arc<dyn DiskFormat>> {
+        self.formats
+            .formats()
+            .iter()
+            .filter(|f| f.writer().is_some())
+    }
+
     /// The backend called `name`.
     pub fn backend(&self, name: &str) -> Result<Arc<dyn StorageBackend>> {
         self.backends
             .iter()
             .find(|b| b.name() == name)
             .cloned()
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
-                anyhow!(
-                    "unknown storage type '{name}' (known: {})",
-                    known.join(", ")
-                )
+            .ok_or_else(|| Error::UnknownBackend {
+                name: name.to_string(),
+                known: self
+                    .backends
+                    .iter()
+                    .map(|b| b.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
     }
 
-    /// Rows for `plugins list`.
+    /// Rows for `plugins list`: formats (capabilities `read`, `probe` and what the plugin
+    /// declares), then backends (their settings).
     pub fn rows(&self) -> Vec<PluginRow> {
         let mut rows: Vec<PluginRow> = self
             .formats
             .formats()
             .iter()
             .map(|f| {
-                let (origin, capabilities) = self
-                    .origins
-                    .iter()
-                    .find(|(n, _, _)| n == f.name())
-                    .map(|(_, o, c)| (o.to_string(), c.split(',').map(str::to_string).collect()))
-                    .unwrap_or_default();
+                let declared = f.capabilities().to_string();
                 PluginRow {
                     kind: "format",
                     name: f.name().to_string(),
                     version: f.version().to_string(),
                     api_version: f.api_version(),
-                    origin,
-                    capabilities,
+                    origin: self
+                        .origin(f.name())
+                        .map(Origin::to_string)
+                        .unwrap_or_default(),
+                    capabilities: ["read", "probe"]
+                        .into_iter()
+                        .chain(declared.split(", "))
+                        .map(str::to_string)
+                        .collect(),
                 }
             })
             .collect();

@@ -1,13 +1,13 @@
-//! The host side: loading a plugin library and wrapping it in the ordinary traits.
+//! Loading a format plugin library (C ABI v1) and wrapping it in the ordinary traits.
 
-use super::ffi::{
-    panic_message, report, AbiHeader, Capabilities, ErrorSink, ErrorSlot, ExtentSink,
-    FormatPluginV1, HostSource, RawDiskInfo, RawExtent, ABI_VERSION, ENTRY_SYMBOL, EXTENT_DATA,
-    EXTENT_ZERO, PROBE_FALLBACK, PROBE_MATCH, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+use aero_plugin_api::abi::{
+    panic_message, report, AbiHeader, ErrorSink, ErrorSlot, ExtentSink, FormatPluginV1, HostSource,
+    RawDiskInfo, RawExtent, ABI_VERSION, ENTRY_SYMBOL, EXTENT_DATA, EXTENT_ZERO, PROBE_FALLBACK,
+    PROBE_MATCH, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
-use crate::{
-    ByteSource, DiskFormat, DiskInfo, Error, Extent, ExtentKind, OpenContext, ProbeInput,
-    ProbeResult, Result, VirtualDisk,
+use aero_plugin_api::{
+    ByteSource, Capabilities, DiskFormat, DiskInfo, Error, Extent, ExtentKind, OpenContext,
+    ProbeInput, ProbeResult, Result, VirtualDisk,
 };
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,15 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A format plugin loaded from a shared library, with where it came from.
+#[non_exhaustive]
 pub struct LoadedPlugin {
-    /// The plugin, usable like a built-in one.
+    /// The plugin, usable like a built-in one; its `capabilities()` are the descriptor's.
     pub format: Arc<dyn DiskFormat>,
     /// The library it was loaded from.
     pub path: PathBuf,
     /// The ABI version the plugin was built for.
     pub abi_version: u32,
-    /// What the plugin declares about itself.
-    pub capabilities: Capabilities,
 }
 
 /// Loads the format plugin library at `path`; see [`load_plugin`].
@@ -115,7 +114,6 @@ unsafe fn plugin_from_entry(
         format: Arc::new(format),
         path: path.to_path_buf(),
         abi_version: header.abi_version,
-        capabilities: descriptor.capabilities,
     })
 }
 
@@ -153,6 +151,10 @@ impl DiskFormat for LibraryFormat {
 
     fn api_version(&self) -> u32 {
         self.descriptor.header.abi_version
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.descriptor.capabilities
     }
 
     fn probe(&self, input: &ProbeInput<'_>) -> ProbeResult {
@@ -262,51 +264,26 @@ impl LibraryDisk {
         }
     }
 
-    fn check_range(&self, offset: u64, length: u64) -> Result<()> {
-        match offset.checked_add(length) {
-            Some(end) if end <= self.capacity => Ok(()),
-            _ => Err(Error::out_of_bounds(offset, length, self.capacity)),
-        }
-    }
-
-    /// Checks that `raw` covers `[offset, offset + length)` exactly, in order.
-    fn validate(&self, offset: u64, length: u64, raw: Vec<RawExtent>) -> Result<Vec<Extent>> {
-        let invalid = |problem: String| {
-            Error::corrupt(format!(
-                "format plugin '{}' ({}) returned invalid block status for [{offset}, {}): {problem}",
-                self.format,
-                self.path.display(),
-                offset + length
-            ))
-        };
-        let mut next = offset;
-        let mut extents = Vec::with_capacity(raw.len());
-        for extent in raw {
-            let kind = match extent.kind {
-                EXTENT_DATA => ExtentKind::Data,
-                EXTENT_ZERO => ExtentKind::Zero,
-                other => return Err(invalid(format!("unknown extent kind {other}"))),
-            };
-            if extent.offset != next || extent.length == 0 {
-                return Err(invalid(format!(
-                    "extent at {} of {} bytes where one at {next} was expected",
-                    extent.offset, extent.length
-                )));
-            }
-            next = next
-                .checked_add(extent.length)
-                .filter(|end| *end <= offset + length)
-                .ok_or_else(|| invalid("extents run past the range".to_string()))?;
-            extents.push(Extent {
-                offset: extent.offset,
-                length: extent.length,
-                kind,
-            });
-        }
-        if next != offset + length {
-            return Err(invalid(format!("extents end at {next}")));
-        }
-        Ok(extents)
+    /// The extents of a block-status answer; an unknown kind is an error. Order and cover
+    /// are checked by the [`Checked`](crate::Checked) filter around every disk.
+    fn extents(&self, offset: u64, length: u64, raw: Vec<RawExtent>) -> Result<Vec<Extent>> {
+        raw.into_iter()
+            .map(|extent| {
+                let kind = match extent.kind {
+                    EXTENT_DATA => ExtentKind::Data,
+                    EXTENT_ZERO => ExtentKind::Zero,
+                    other => {
+                        return Err(Error::corrupt(format!(
+                            "format plugin '{}' ({}) returned invalid block status for [{offset}, {}): unknown extent kind {other}",
+                            self.format,
+                            self.path.display(),
+                            offset + length
+                        )))
+                    }
+                };
+                Ok(Extent::new(extent.offset, extent.length, kind))
+            })
+            .collect()
     }
 }
 
@@ -316,7 +293,6 @@ impl VirtualDisk for LibraryDisk {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(());
         }
@@ -329,7 +305,6 @@ impl VirtualDisk for LibraryDisk {
     }
 
     fn block_status(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
-        self.check_range(offset, length)?;
         if length == 0 {
             return Ok(Vec::new());
         }
@@ -343,7 +318,7 @@ impl VirtualDisk for LibraryDisk {
             let status = unsafe { (self.descriptor.block_status)(h, offset, length, &sink, e) };
             (status, ())
         })?;
-        self.validate(offset, length, raw)
+        self.extents(offset, length, raw)
     }
 
     fn info(&self) -> DiskInfo {
@@ -411,8 +386,9 @@ unsafe extern "C" fn source_release(ctx: *const c_void) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::ExportedPlugin;
-    use crate::{ErrorKind, MemorySource};
+    use crate::Checked;
+    use aero_plugin_api::abi::ExportedPlugin;
+    use aero_plugin_api::{Backing, BackingResolver, ErrorKind, MemorySource};
     use std::sync::OnceLock;
 
     /// The source's bytes, misbehaving on request: open panics for sources named `panic`,
@@ -472,24 +448,18 @@ mod tests {
             ]
             .into_iter()
             .filter(|(_, length, _)| *length > 0)
-            .map(|(offset, length, kind)| Extent {
-                offset,
-                length,
-                kind,
-            })
+            .map(|(offset, length, kind)| Extent::new(offset, length, kind))
             .collect())
         }
         fn info(&self) -> DiskInfo {
-            DiskInfo {
-                cluster_size: Some(4096),
-                backing_chain: Vec::new(),
-            }
+            DiskInfo::new(Some(4096))
         }
     }
 
     unsafe extern "C" fn echo_entry() -> *const AbiHeader {
         static CELL: OnceLock<ExportedPlugin> = OnceLock::new();
-        ExportedPlugin::descriptor(&CELL, || Arc::new(Echo), Capabilities::ZERO_EXTENTS).cast()
+        ExportedPlugin::descriptor(&CELL, || Arc::new(Echo), Some(Capabilities::ZERO_EXTENTS))
+            .cast()
     }
 
     fn echo() -> LoadedPlugin {
@@ -504,12 +474,12 @@ mod tests {
         let resolver = NoResolver;
         echo()
             .format
-            .open(source(name, bytes), &OpenContext { backing: &resolver })
+            .open(source(name, bytes), &OpenContext::new(&resolver))
     }
 
     struct NoResolver;
-    impl crate::BackingResolver for NoResolver {
-        fn open_backing(&self, _: &str, _: Option<&str>) -> Result<crate::Backing> {
+    impl BackingResolver for NoResolver {
+        fn open_backing(&self, _: &str, _: Option<&str>) -> Result<Backing> {
             unreachable!("the library adapter never passes the host's resolver across")
         }
     }
@@ -522,14 +492,8 @@ mod tests {
         assert_eq!(plugin.format.aliases(), ["e", "mirror"]);
         assert_eq!(plugin.abi_version, ABI_VERSION);
         assert_eq!(plugin.format.api_version(), ABI_VERSION);
-        assert_eq!(plugin.capabilities, Capabilities::ZERO_EXTENTS);
-        let probe = |head: &[u8]| {
-            plugin.format.probe(&ProbeInput {
-                head,
-                tail: &[],
-                len: 10,
-            })
-        };
+        assert_eq!(plugin.format.capabilities(), Capabilities::ZERO_EXTENTS);
+        let probe = |head: &[u8]| plugin.format.probe(&ProbeInput::new(head, &[], 10));
         assert_eq!(probe(b"ECHO...."), ProbeResult::Match);
         assert_eq!(probe(b"QFI"), ProbeResult::NoMatch);
     }
@@ -537,7 +501,7 @@ mod tests {
     #[test]
     fn reads_status_and_info_cross_the_boundary() {
         let bytes: Vec<u8> = (0..64u8).collect();
-        let disk = open("img", &bytes).unwrap();
+        let disk = Checked::wrap(open("img", &bytes).unwrap(), "echo");
         assert_eq!(disk.capacity(), 64);
         assert_eq!(disk.info().cluster_size, Some(4096));
         let mut buf = [0u8; 4];

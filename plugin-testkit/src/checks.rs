@@ -1,11 +1,11 @@
 //! The individual checks. Each returns `Ok(detail)` when it passes and `Err(detail)` when not.
 
-use super::fixtures::{Fixture, Fixtures};
-use super::guard::no_panic;
-use super::oracle::CHUNK;
-use crate::{
-    ByteSource, DiskFormat, ErrorKind, Extent, ExtentKind, FileSource, OpenOptions, ProbeInput,
-    ProbeResult, Registry, VirtualDisk,
+use crate::fixtures::{Fixture, Fixtures};
+use crate::guard::no_panic;
+use crate::oracle::CHUNK;
+use aero_plugin_api::{
+    ByteSource, DiskFormat, ErrorKind, Extent, ExtentKind, FileSource, ProbeInput, ProbeResult,
+    Registry, VirtualDisk,
 };
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -394,11 +394,7 @@ pub(crate) fn is_fallback(format: &dyn DiskFormat) -> bool {
     let head: Vec<u8> = (0..ProbeInput::HEAD_LEN)
         .map(|_| rng.next() as u8)
         .collect();
-    let input = ProbeInput {
-        head: &head,
-        tail: &head[..ProbeInput::TAIL_LEN],
-        len: 1 << 20,
-    };
+    let input = ProbeInput::new(&head, &head[..ProbeInput::TAIL_LEN], 1 << 20);
     no_panic(|| format.probe(&input)) == Ok(ProbeResult::Fallback)
 }
 
@@ -447,14 +443,9 @@ pub(crate) fn open(
     registry: &Registry,
     fixture: &Fixture,
     allow_backing: bool,
-) -> crate::Result<Arc<dyn VirtualDisk>> {
+) -> aero_plugin_api::Result<Arc<dyn VirtualDisk>> {
     let format = registry.formats()[0].name().to_string();
-    let options = OpenOptions {
-        allow_backing,
-        ..OpenOptions::default()
-    };
-    registry
-        .open_path(&fixture.path, Some(&format), &options)
+    crate::open_path(registry, &fixture.path, Some(&format), allow_backing)
         .map(|opened| opened.disk)
 }
 
@@ -509,11 +500,7 @@ mod tests {
     use super::*;
 
     fn extent(offset: u64, length: u64) -> Extent {
-        Extent {
-            offset,
-            length,
-            kind: ExtentKind::Data,
-        }
+        Extent::new(offset, length, ExtentKind::Data)
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! The plugin conformance suite (feature `conformance`).
+//! The conformance suite of aero-host format plugins, a dev-dependency of every plugin.
 //!
-//! Any format plugin runs it against a fixture set with one line in its own
-//! `tests/conformance.rs`:
+//! Any format plugin, inside this workspace or not, runs it against a fixture set with one
+//! line in its own `tests/conformance.rs`:
 //!
 //! ```ignore
-//! aero_plugin_api::conformance_tests!(format_qcow2::Qcow2Format);
+//! aero_plugin_testkit::conformance_tests!(format_qcow2::Qcow2Format);
 //! ```
 //!
 //! That installs [`CountingAllocator`] and adds a test that runs [`run`] on
-//! [`Fixtures::builtin`] and fails listing every failed check. For each image of the plugin's
+//! [`Fixtures::builtin`] (the directory in `$AERO_FIXTURES`, else the project's set) and
+//! fails listing every failed check. A plugin shipped as a `cdylib` builds itself with
+//! [`build_plugin_library`], loads itself with [`load_plugin`] and calls
+//! [`assert_conformance`]; [`open_path`] opens images for its own tests. The
+//! `aero-plugin-check` binary runs the suite on libraries for `aero-host plugins test`. For each image of the plugin's
 //! format (its name or an alias equals the image's `qemu_format`) the suite compares the
 //! plugin with the image's raw view (see [`Fixtures`]): capacity, a full sequential read and
 //! its sha256, random reads (empty, one byte, unaligned, across cluster boundaries, the last
@@ -21,19 +25,24 @@
 //! A plugin with no images in the set fails.
 
 mod alloc;
+mod build;
 mod checks;
 mod fixtures;
 mod fuzz;
 mod guard;
+mod open;
 mod oracle;
 
 #[cfg(test)]
 mod tests;
 
+pub use aero_plugin_host::library::{load_library, load_plugin, LoadedPlugin};
 pub use alloc::CountingAllocator;
-pub use fixtures::{Fixture, Fixtures};
+pub use build::{build_plugin_library, build_workspace_binary};
+pub use fixtures::{Fixture, Fixtures, FIXTURES_ENV};
+pub use open::{open_path, open_source, Opened};
 
-use crate::{DiskFormat, Registry};
+use aero_plugin_api::{DiskFormat, Registry};
 use checks::{Subject, DISK_CHECKS};
 use guard::guarded;
 use oracle::Oracles;
@@ -272,21 +281,20 @@ impl Suite<'_> {
 }
 
 /// Adds the conformance test of a format plugin to an integration-test crate:
-/// `aero_plugin_api::conformance_tests!(format_qcow2::Qcow2Format);` installs
+/// `aero_plugin_testkit::conformance_tests!(format_qcow2::Qcow2Format);` installs
 /// [`CountingAllocator`] as the `#[global_allocator]` and defines `#[test] fn conformance`,
 /// which runs [`assert_conformance`] on [`Fixtures::builtin`].
 #[macro_export]
 macro_rules! conformance_tests {
     ($format:expr) => {
         #[global_allocator]
-        static CONFORMANCE_ALLOCATOR: $crate::conformance::CountingAllocator =
-            $crate::conformance::CountingAllocator::new();
+        static CONFORMANCE_ALLOCATOR: $crate::CountingAllocator = $crate::CountingAllocator::new();
 
         #[test]
         fn conformance() {
-            $crate::conformance::assert_conformance(
+            $crate::assert_conformance(
                 ::std::sync::Arc::new($format),
-                &$crate::conformance::Fixtures::builtin(),
+                &$crate::Fixtures::builtin(),
             );
         }
     };

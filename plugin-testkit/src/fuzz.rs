@@ -1,12 +1,12 @@
 //! Property-based robustness: truncated and byte-flipped copies of a fixture, held in memory,
 //! never make the plugin panic, hang or allocate without bound.
 
-use super::alloc;
-use super::checks::seed_of;
-use super::fixtures::Fixture;
-use super::guard::guarded;
-use super::Limits;
-use crate::{ByteSource, DiskFormat, MemorySource, OpenOptions, Registry};
+use crate::alloc;
+use crate::checks::seed_of;
+use crate::fixtures::Fixture;
+use crate::guard::guarded;
+use crate::Limits;
+use aero_plugin_api::{ByteSource, DiskFormat, MemorySource, Registry};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ impl ByteSource for MutatedImage {
         self.bytes.len()
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> aero_plugin_api::Result<()> {
         self.bytes.read_at(offset, buf)
     }
 
@@ -76,11 +76,7 @@ fn exercise(format: Arc<dyn DiskFormat>, source: Arc<dyn ByteSource>) -> bool {
     if registry.add(Arc::clone(&format)).is_err() {
         return false;
     }
-    let options = OpenOptions {
-        allow_backing: true,
-        ..OpenOptions::default()
-    };
-    let Ok(opened) = registry.open_source(source, Some(format.name()), &options) else {
+    let Ok(opened) = crate::open_source(&registry, source, Some(format.name()), true) else {
         return false;
     };
     let disk = opened.disk;

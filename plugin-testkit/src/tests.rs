@@ -1,7 +1,7 @@
 //! The suite fails deliberately broken plugins, each on the check that covers the fault.
 
 use super::*;
-use crate::{
+use aero_plugin_api::{
     ByteSource, DiskInfo, Error, Extent, ExtentKind, OpenContext, ProbeInput, ProbeResult,
     VirtualDisk,
 };
@@ -54,7 +54,7 @@ impl DiskFormat for MemFormat {
         &self,
         source: Arc<dyn ByteSource>,
         _ctx: &OpenContext<'_>,
-    ) -> crate::Result<Arc<dyn VirtualDisk>> {
+    ) -> aero_plugin_api::Result<Arc<dyn VirtualDisk>> {
         let mut magic = [0u8; 8];
         if self.0 != Fault::AcceptsInvalid {
             source.read_at(0, &mut magic)?;
@@ -92,7 +92,7 @@ impl VirtualDisk for MemDisk {
         self.capacity
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> aero_plugin_api::Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|end| end > self.capacity) {
             if self.fault == Fault::ReadsPastEnd {
@@ -115,7 +115,7 @@ impl VirtualDisk for MemDisk {
         Ok(())
     }
 
-    fn block_status(&self, offset: u64, length: u64) -> crate::Result<Vec<Extent>> {
+    fn block_status(&self, offset: u64, length: u64) -> aero_plugin_api::Result<Vec<Extent>> {
         if offset
             .checked_add(length)
             .is_none_or(|end| end > self.capacity)
@@ -135,11 +135,7 @@ impl VirtualDisk for MemDisk {
             };
             match extents.last_mut() {
                 Some(last) if last.kind == kind => last.length += next - at,
-                _ => extents.push(Extent {
-                    offset: at,
-                    length: next - at,
-                    kind,
-                }),
+                _ => extents.push(Extent::new(at, next - at, kind)),
             }
             at = next;
         }
@@ -150,10 +146,7 @@ impl VirtualDisk for MemDisk {
     }
 
     fn info(&self) -> DiskInfo {
-        DiskInfo {
-            cluster_size: Some(BLOCK),
-            backing_chain: Vec::new(),
-        }
+        DiskInfo::new(Some(BLOCK))
     }
 }
 
@@ -302,7 +295,7 @@ fn a_plugin_without_fixtures_fails() {
             &self,
             _: Arc<dyn ByteSource>,
             _: &OpenContext<'_>,
-        ) -> crate::Result<Arc<dyn VirtualDisk>> {
+        ) -> aero_plugin_api::Result<Arc<dyn VirtualDisk>> {
             Err(Error::unsupported("nothing"))
         }
     }
