@@ -3,11 +3,11 @@
 use crate::config::{Config, PublishJob};
 use crate::convert::Target;
 use crate::plugins::{Catalogue, LibrarySelection};
-use crate::progress::Progress;
-use crate::publish::{publish as publish_disk, PublishSummary};
+use crate::progress::StderrProgress;
 use crate::publish_args::PublishArgs;
 use crate::storage::{open_storage, with_policy, StoragePolicy, StorageSpec};
-use crate::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
+use aero_chunked::publish::{publish as publish_disk, PublishSummary};
+use aero_chunked::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
 use aero_plugin_api::backend::Storage;
 use aero_plugin_api::{OpenOptions, OpenedDisk};
 use anyhow::{anyhow, bail, Context, Result};
@@ -392,9 +392,14 @@ async fn publish_one(
         args.allow_backing,
         &args.backing_roots,
     )?;
-    publish_disk(storage, opened.disk, args.plan(), Progress::new(quiet))
-        .await
-        .with_context(|| format!("publishing {}", args.file.display()))
+    publish_disk(
+        storage,
+        opened.disk,
+        args.plan(),
+        Arc::new(StderrProgress::new(quiet)),
+    )
+    .await
+    .with_context(|| format!("publishing {}", args.file.display()))
 }
 
 fn storage_for(catalogue: &Catalogue, spec: &StorageSpec, retries: usize) -> Result<Arc<Storage>> {
@@ -444,11 +449,11 @@ async fn verify_published(
         image_version: Some(summary.version.clone()),
         concurrency: args.concurrency,
         retries: args.retries,
-        max_chunks: crate::publish::MAX_CHUNKS,
+        max_chunks: aero_chunked::publish::MAX_CHUNKS,
         chunk_sample: sample,
         chunk_sample_seed: None,
     };
-    verify_image(source, &options).await
+    Ok(verify_image(source, &options).await?)
 }
 
 fn parse_header(raw: &str) -> Result<(String, String)> {

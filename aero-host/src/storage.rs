@@ -126,11 +126,6 @@ pub fn with_policy(storage: &Storage, policy: StoragePolicy) -> Storage {
     storage
 }
 
-/// Whether an opendal error means "no such object".
-pub fn is_not_found(e: &opendal::Error) -> bool {
-    e.kind() == opendal::ErrorKind::NotFound
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,16 +1,19 @@
-//! `aero-host publish`: cut a disk's guest-visible bytes into chunks and store them with the
-//! manifest, meta and latest pointer, in the crash-safe order of SPEC Part 0.
+//! Publishing: cut a disk's guest-visible bytes into chunks and store them with the manifest,
+//! meta and latest pointer, in the crash-safe order of SPEC Part 0.
 
-use crate::buffers::BufferPool;
-use crate::chunked::{
-    chunk_key, resolve_destination, ChunkEntry, Destination, DestinationRequest, Latest, Manifest,
-    ManifestLimits, Meta, ObjectKind, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
+mod buffers;
+
+use crate::error::invalid;
+use crate::format::{
+    ChunkEntry, Latest, Manifest, ManifestLimits, Meta, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };
-use crate::objects::{put, read_limited, recorded_digest, stat, CacheControls};
+use crate::layout::{chunk_key, resolve_destination, Destination, DestinationRequest, ObjectKind};
 use crate::progress::Progress;
+use crate::store::{put, read_limited, stat, CacheControls, ExpectedChunk};
+use crate::{Context, Error, Result};
 use aero_plugin_api::backend::{ObjectMeta, Storage};
 use aero_plugin_api::{ExtentKind, VirtualDisk};
-use anyhow::{anyhow, bail, Context, Result};
+use buffers::BufferPool;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,11 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Chunk counts above this are refused (ask for a larger chunk size).
-pub const MAX_CHUNKS: u64 = crate::chunked::DEFAULT_MAX_CHUNKS;
+pub const MAX_CHUNKS: u64 = crate::format::DEFAULT_MAX_CHUNKS;
 
 /// How the version is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComputeVersion {
     /// `--image-version` or the prefix decide.
     #[default]
@@ -33,8 +35,7 @@ pub enum ComputeVersion {
 }
 
 /// Per-chunk digests in the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Checksum {
     /// No digests.
     None,
@@ -44,7 +45,8 @@ pub enum Checksum {
 }
 
 impl Checksum {
-    fn name(self) -> &'static str {
+    /// The name `meta.json` records (`checksumAlgorithm`).
+    pub fn name(self) -> &'static str {
         match self {
             Checksum::None => "none",
             Checksum::Sha256 => "sha256",
@@ -83,13 +85,13 @@ impl PublishPlan {
     /// Checks the options (SPEC 1.10 step 1).
     pub fn validate(&self) -> Result<()> {
         if self.chunk_size == 0 || self.chunk_size % 512 != 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            bail!(
+            invalid!(
                 "--chunk-size {} must be a positive multiple of 512 and at most {MAX_CHUNK_SIZE} (64 MiB)",
                 self.chunk_size
             );
         }
         if self.concurrency == 0 {
-            bail!("--concurrency must be at least 1");
+            invalid!("--concurrency must be at least 1");
         }
         self.cache_control.validate()
     }
@@ -158,7 +160,7 @@ struct Job {
     /// The manifest already stored for this version, whose chunks must not change.
     published: Option<Manifest>,
     buffers: Arc<BufferPool>,
-    progress: Progress,
+    progress: Arc<dyn Progress>,
 }
 
 /// The sha256 of an all-zero chunk, computed once per size.
@@ -187,20 +189,20 @@ pub async fn publish(
     storage: Arc<Storage>,
     disk: Arc<dyn VirtualDisk>,
     plan: PublishPlan,
-    progress: Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<PublishSummary> {
     let started = Instant::now();
     plan.validate()?;
     let total_size = disk.capacity();
     if total_size == 0 {
-        bail!("virtual disk size must be > 0");
+        invalid!("virtual disk size must be > 0");
     }
     if total_size % 512 != 0 {
-        bail!("virtual disk size {total_size} is not a multiple of 512 bytes");
+        invalid!("virtual disk size {total_size} is not a multiple of 512 bytes");
     }
     let chunk_count = total_size.div_ceil(plan.chunk_size);
     if chunk_count > MAX_CHUNKS {
-        bail!(
+        invalid!(
             "the disk would have {chunk_count} chunks, more than {MAX_CHUNKS}: use a larger --chunk-size"
         );
     }
@@ -212,13 +214,13 @@ pub async fn publish(
         ComputeVersion::Sha256 => {
             let disk = Arc::clone(&disk);
             let chunk_size = plan.chunk_size;
-            let progress = progress.clone();
+            let progress = Arc::clone(&progress);
             let zero_digests = Arc::clone(&zero_digests);
             let (version, digests, read) = tokio::task::spawn_blocking(move || {
-                hash_disk(disk.as_ref(), chunk_size, &zero_digests, &progress)
+                hash_disk(disk.as_ref(), chunk_size, &zero_digests, progress.as_ref())
             })
             .await
-            .context("hashing the disk")??;
+            .map_err(|e| Error::invalid(format!("hashing the disk: {e}")))??;
             bytes_read += read;
             (Some(version), Some(digests))
         }
@@ -249,7 +251,7 @@ pub async fn publish(
         zero_digests,
         published,
         buffers: BufferPool::new(chunk_size as usize),
-        progress: progress.clone(),
+        progress: Arc::clone(&progress),
     });
     // Each chunk is its own task, so reads, hashes and writes run on every core.
     let outcomes: Vec<ChunkOutcome> = stream::iter(0..chunk_count)
@@ -258,7 +260,8 @@ pub async fn publish(
             let guard = AbortOnDrop(task.abort_handle());
             async move {
                 let _guard = guard;
-                task.await.context("a chunk task stopped")?
+                task.await
+                    .map_err(|e| Error::invalid(format!("a chunk task stopped: {e}")))?
             }
         })
         .buffered(concurrency)
@@ -369,7 +372,7 @@ async fn published_manifest(
     )
     .with_context(|| format!("checking the already published {key}"))?;
     if manifest.total_size != total_size || manifest.chunk_size != chunk_size {
-        bail!(immutable());
+        return Err(Error::invalid(immutable()));
     }
     Ok(Some(manifest))
 }
@@ -381,7 +384,7 @@ fn hash_disk(
     disk: &dyn VirtualDisk,
     chunk_size: u64,
     zero_digests: &ZeroDigests,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<(String, Vec<ChunkDigest>, u64)> {
     /// What the chunk hasher gets: a data chunk's bytes, or the length of a zero chunk.
     enum Pending {
@@ -418,7 +421,7 @@ fn hash_disk(
                 Pending::Zero(len)
             } else {
                 let mut buf = vec![0u8; len as usize];
-                disk.read_at(offset, &mut buf).map_err(|e| anyhow!("{e}"))?;
+                disk.read_at(offset, &mut buf)?;
                 read += len;
                 whole.update(&buf);
                 Pending::Data(buf)
@@ -431,7 +434,7 @@ fn hash_disk(
         drop(tx);
         let digests = chunk_hasher
             .join()
-            .map_err(|_| anyhow!("chunk hasher panicked"))?;
+            .map_err(|_| Error::invalid("chunk hasher panicked"))?;
         Ok((
             format!("sha256-{}", hex::encode(whole.finalize())),
             digests,
@@ -443,8 +446,7 @@ fn hash_disk(
 /// Whether the format reports `[offset, offset+len)` as entirely zero.
 fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> {
     Ok(disk
-        .block_status(offset, len)
-        .map_err(|e| anyhow!("{e}"))?
+        .block_status(offset, len)?
         .iter()
         .all(|e| e.kind == ExtentKind::Zero))
 }
@@ -466,7 +468,11 @@ impl Job {
 
         // A re-run with digests known up front skips stored chunks without reading them.
         if let (Some(meta), Some(known)) = (&existing, &known) {
-            if self.holds(&key, meta, len, &known.sha256, false).await? {
+            let expected = ExpectedChunk {
+                len,
+                sha256: Some(&known.sha256),
+            };
+            if expected.held_by(&self.storage, &key, meta, false).await? {
                 return Ok(self.stored(len, known.sha256.clone(), known.zero, 0));
             }
         }
@@ -484,14 +490,14 @@ impl Job {
                 known.is_none() && (want_digest || existing.is_some() || self.published.is_some());
             tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
                 let mut buf = job.buffers.take(len as usize);
-                job.disk
-                    .read_at(offset, buf.as_mut_slice())
-                    .map_err(|e| anyhow!("reading chunk {index} at offset {offset}: {e}"))?;
+                job.disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
+                    Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
+                })?;
                 let digest = need_hash.then(|| hex::encode(Sha256::digest(buf.as_ref())));
                 Ok((ChunkBytes::Data(buf.into_bytes()), digest))
             })
             .await
-            .context("chunk reader stopped")??
+            .map_err(|e| Error::invalid(format!("chunk reader stopped: {e}")))??
         };
 
         let digest = match (&bytes, computed) {
@@ -509,7 +515,11 @@ impl Job {
         let read = if zero { 0 } else { len };
 
         if let (Some(meta), Some(digest)) = (&existing, &digest) {
-            if self.holds(&key, meta, len, digest, true).await? {
+            let expected = ExpectedChunk {
+                len,
+                sha256: Some(digest),
+            };
+            if expected.held_by(&self.storage, &key, meta, true).await? {
                 return Ok(self.stored(len, digest.clone(), zero, read));
             }
         }
@@ -517,7 +527,7 @@ impl Job {
         if let Some(published) = &self.published {
             // Writing may only restore what the published manifest names.
             if published.chunk_sha256(index).is_none() || published.chunk_sha256(index) != digest {
-                bail!(
+                invalid!(
                     "chunk {index} differs from the already published {}; versions are immutable: \
                      publish under a new --image-version, or use --compute-version sha256",
                     self.destination.manifest_key()
@@ -532,8 +542,7 @@ impl Job {
             (ChunkBytes::Zero, Some(zero_objects)) => {
                 zero_objects
                     .write_zero(&self.storage.operator, &key, len, &meta)
-                    .await
-                    .map_err(|e| anyhow!("{e}"))?;
+                    .await?;
                 0
             }
             (ChunkBytes::Zero, None) => {
@@ -572,36 +581,6 @@ impl Job {
             uploaded,
             skipped,
         }
-    }
-
-    /// Whether `key` (described by `meta`) already holds this chunk: the right size and a
-    /// digest equal to `digest`, as recorded in its metadata or, with `read_back` when none is
-    /// recorded, found by reading the object back.
-    async fn holds(
-        &self,
-        key: &str,
-        meta: &aero_plugin_api::backend::opendal::Metadata,
-        len: u64,
-        digest: &str,
-        read_back: bool,
-    ) -> Result<bool> {
-        if meta.content_length() != len {
-            return Ok(false);
-        }
-        let stored = match recorded_digest(meta) {
-            Some(recorded) => recorded,
-            None if read_back => {
-                let bytes = self
-                    .storage
-                    .operator
-                    .read(key)
-                    .await
-                    .with_context(|| format!("reading back {key}"))?;
-                hex::encode(Sha256::digest(bytes.to_vec()))
-            }
-            None => return Ok(false),
-        };
-        Ok(stored == digest)
     }
 
     /// The outcome of a chunk found already stored.
