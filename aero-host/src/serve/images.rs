@@ -45,9 +45,9 @@ impl StoreError {
         if e.is_not_found() {
             StoreError::NotFound
         } else if e.is_storage() {
-            StoreError::Io(format!("{e:#}"))
+            StoreError::Io(e.chain())
         } else {
-            StoreError::Manifest(format!("{e:#}"))
+            StoreError::Manifest(e.chain())
         }
     }
 
@@ -185,7 +185,9 @@ impl Store {
         {
             Ok(Some(buf)) => catalog::parse(&buf)
                 .map(|e| Some(Arc::new(e)))
-                .map_err(|e| StoreError::Manifest(format!("catalog {}: {e:#}", self.catalog_key))),
+                .map_err(|e| {
+                    StoreError::Manifest(format!("catalog {}: {}", self.catalog_key, e.chain()))
+                }),
             Ok(None) => {
                 if self.require_catalog {
                     Err(StoreError::Manifest(format!(

@@ -79,6 +79,18 @@ impl Error {
         }
     }
 
+    /// The error and its causes, `: `-separated (as `anyhow` prints `{:#}`).
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     /// Whether the error means "no such object or file" (at any depth).
     pub fn is_not_found(&self) -> bool {
         match self {

@@ -334,3 +334,276 @@ impl LoadedManifest {
         format!("{}{}", self.version_prefix, self.manifest.chunk_name(index))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::ChunkEntry;
+    use crate::layout::ObjectKind;
+    use crate::store::{put, CacheControls};
+    use aero_plugin_api::backend::{build_storage, Settings};
+
+    fn memory() -> Arc<Storage> {
+        Arc::new(build_storage(&backend_memory::MemoryBackend, &Settings::new()).unwrap())
+    }
+
+    fn controls() -> CacheControls {
+        CacheControls {
+            chunks: "no-transform".into(),
+            manifest: "no-transform".into(),
+            latest: "no-transform".into(),
+        }
+    }
+
+    async fn put_manifest(storage: &Storage, key: &str, id: &str, version: &str) {
+        let chunks = vec![ChunkEntry {
+            size: Some(512),
+            sha256: None,
+            zero: false,
+        }];
+        let manifest = Manifest::new(id, version, 512, 512, chunks);
+        let meta = controls().meta(ObjectKind::Manifest);
+        put(storage, key, manifest.to_json(), &meta).await.unwrap();
+    }
+
+    async fn put_latest(storage: &Storage, root: &str, latest: &Latest) {
+        let meta = controls().meta(ObjectKind::Latest);
+        put(storage, &latest_key(root), latest.to_json(), &meta)
+            .await
+            .unwrap();
+    }
+
+    fn by_prefix(storage: &Arc<Storage>, prefix: &str) -> Locator {
+        Locator::Prefix {
+            storage: Arc::clone(storage),
+            prefix: prefix.into(),
+            image_id: None,
+            version: None,
+        }
+    }
+
+    fn by_key(storage: &Arc<Storage>, key: &str) -> Locator {
+        Locator::Key {
+            storage: Arc::clone(storage),
+            key: key.into(),
+        }
+    }
+
+    async fn error_of(locator: Locator) -> String {
+        let text = match resolve(locator, ManifestLimits::default()).await {
+            Ok(resolved) => resolved.check_pointer().await.unwrap_err(),
+            Err(e) => e,
+        };
+        text.chain()
+    }
+
+    #[tokio::test]
+    async fn follows_a_good_pointer_and_notes_it() {
+        let s = memory();
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "v1", "images/disk/v1/manifest.json"),
+        )
+        .await;
+        let resolved = resolve(by_prefix(&s, "images/disk"), ManifestLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(resolved.manifest.version, "v1");
+        assert_eq!(
+            resolved.source.location("meta.json"),
+            "images/disk/v1/meta.json"
+        );
+        let note = resolved.check_pointer().await.unwrap().unwrap();
+        assert_eq!(note, "images/disk/latest.json points at this version");
+        // The same pointer, found from the version directory.
+        let resolved = resolve(by_prefix(&s, "images/disk/v1/"), ManifestLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            resolved.check_pointer().await.unwrap().unwrap(),
+            "images/disk/latest.json points at this version"
+        );
+        // The serving path: the pointer with its image id, then the version's manifest.
+        let latest = read_pointer(&s, "images/disk/", Some("disk"))
+            .await
+            .unwrap()
+            .unwrap();
+        let loaded = LoadedManifest::load(
+            &s,
+            "images/disk/",
+            "disk",
+            &latest.version,
+            ManifestLimits::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(loaded.chunk_key(0), "images/disk/v1/chunks/00000000.bin");
+        assert!(read_pointer(&s, "images/none/", None)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn rule_1_the_schema() {
+        let s = memory();
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        let mut latest = Latest::new("disk", "v1", "images/disk/v1/manifest.json");
+        latest.schema = "aero.other".into();
+        put_latest(&s, "images/disk/", &latest).await;
+        let err = error_of(by_prefix(&s, "images/disk/")).await;
+        assert!(err.contains("schema"), "{err}");
+        assert!(read_pointer(&s, "images/disk/", Some("disk"))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn rule_2_the_image_id() {
+        let s = memory();
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("other", "v1", "images/disk/v1/manifest.json"),
+        )
+        .await;
+        let err = error_of(by_prefix(&s, "images/disk/")).await;
+        assert!(err.contains("imageId 'other'"), "{err}");
+        let err = read_pointer(&s, "images/disk/", Some("disk"))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("imageId 'other' is not 'disk'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rule_3_the_manifest_key() {
+        let s = memory();
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        put_manifest(&s, "elsewhere/v1/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "v1", "elsewhere/v1/manifest.json"),
+        )
+        .await;
+        let err = error_of(by_prefix(&s, "images/disk/")).await;
+        assert!(
+            err.contains("should be 'images/disk/v1/manifest.json'"),
+            "{err}"
+        );
+        // A version that is not an id cannot name a key.
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "../v1", "images/disk/../v1/manifest.json"),
+        )
+        .await;
+        let err = read_pointer(&s, "images/disk/", None)
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("manifestKey"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rule_4_a_pointer_at_the_manifest_names_its_version() {
+        let s = memory();
+        // The manifest at v2/ says it is v1.
+        put_manifest(&s, "images/disk/v2/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "v2", "images/disk/v2/manifest.json"),
+        )
+        .await;
+        let err = error_of(by_key(&s, "images/disk/v2/manifest.json")).await;
+        assert!(err.contains("names version 'v2' instead of 'v1'"), "{err}");
+        // Found through the pointer, the manifest's location disagrees first.
+        let err = error_of(by_prefix(&s, "images/disk/")).await;
+        assert!(err.contains("not 'disk' version 'v2'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rule_5_a_pointer_naming_the_version_points_at_the_manifest() {
+        let s = memory();
+        put_manifest(&s, "images/disk/copy/manifest.json", "disk", "v1").await;
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "v1", "images/disk/v1/manifest.json"),
+        )
+        .await;
+        let err = error_of(by_key(&s, "images/disk/copy/manifest.json")).await;
+        assert!(
+            err.contains("names version 'v1' but points at images/disk/v1/manifest.json instead of images/disk/copy/manifest.json"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rule_6_a_pointer_at_another_version_must_exist() {
+        let s = memory();
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        put_latest(
+            &s,
+            "images/disk/",
+            &Latest::new("disk", "v2", "images/disk/v2/manifest.json"),
+        )
+        .await;
+        let err = error_of(by_prefix(&s, "images/disk/v1/")).await;
+        assert!(
+            err.contains("images/disk/latest.json points at images/disk/v2/manifest.json, which does not exist"),
+            "{err}"
+        );
+        put_manifest(&s, "images/disk/v2/manifest.json", "disk", "v2").await;
+        let resolved = resolve(by_prefix(&s, "images/disk/v1/"), ManifestLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            resolved.check_pointer().await.unwrap().unwrap(),
+            "images/disk/latest.json points at another version, v2"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_there_and_explicit_versions() {
+        let s = memory();
+        let err = error_of(by_prefix(&s, "images/other/")).await;
+        assert!(
+            err.contains("neither images/other/manifest.json nor images/other/latest.json exists"),
+            "{err}"
+        );
+        put_manifest(&s, "images/disk/v1/manifest.json", "disk", "v1").await;
+        let resolved = resolve(
+            Locator::Prefix {
+                storage: Arc::clone(&s),
+                prefix: "images/disk/".into(),
+                image_id: None,
+                version: Some("v1".into()),
+            },
+            ManifestLimits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            resolved.location,
+            format!("{}/images/disk/v1/manifest.json", s.description)
+        );
+        assert!(resolved.check_pointer().await.unwrap().is_none());
+        assert!(
+            LoadedManifest::load(&s, "images/disk/", "disk", "v9", ManifestLimits::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let err =
+            LoadedManifest::load(&s, "images/", "disk", "v1", ManifestLimits::default()).await;
+        assert!(err.is_ok_and(|m| m.is_none()));
+    }
+}

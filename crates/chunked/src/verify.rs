@@ -7,7 +7,7 @@ use crate::layout::META_NAME;
 use crate::resolve::{resolve, Locator, Resolved};
 use crate::source::HttpSource;
 use crate::store::ExpectedChunk;
-use crate::{Error, Result};
+use crate::Result;
 use aero_plugin_api::backend::Storage;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -253,22 +253,10 @@ async fn check_chunk(resolved: &Resolved, index: u64) -> Result<u64, BadChunk> {
     let bytes = match resolved.source.get(&name, expected.len).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(bad("missing (not found)".to_string())),
-        Err(e) => return Err(bad(error_chain(&e))),
+        Err(e) => return Err(bad(e.chain())),
     };
     expected.check(&bytes).map_err(|m| bad(m.to_string()))?;
     Ok(expected.len)
-}
-
-/// An error and its causes, `: `-separated (as `anyhow` prints `{:#}`).
-fn error_chain(e: &Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

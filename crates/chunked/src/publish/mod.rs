@@ -589,3 +589,179 @@ impl Job {
         self.outcome(len, Some(digest), zero, read, 0, true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use aero_plugin_api::backend::{build_storage, Settings};
+    use aero_plugin_api::{DiskInfo, Extent};
+
+    const CHUNK: u64 = 4096;
+
+    /// A disk in memory whose all-zero chunks are reported as zero extents.
+    struct MemDisk(Vec<u8>);
+
+    impl VirtualDisk for MemDisk {
+        fn capacity(&self) -> u64 {
+            self.0.len() as u64
+        }
+
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> aero_plugin_api::Result<()> {
+            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
+            Ok(())
+        }
+
+        fn block_status(&self, offset: u64, length: u64) -> aero_plugin_api::Result<Vec<Extent>> {
+            let bytes = &self.0[offset as usize..(offset + length) as usize];
+            let kind = if bytes.iter().all(|&b| b == 0) {
+                ExtentKind::Zero
+            } else {
+                ExtentKind::Data
+            };
+            Ok(vec![Extent {
+                offset,
+                length,
+                kind,
+            }])
+        }
+
+        fn info(&self) -> DiskInfo {
+            DiskInfo::default()
+        }
+    }
+
+    /// Four chunks: data, zero, data, data (the last one short).
+    fn disk(seed: u8) -> Arc<dyn VirtualDisk> {
+        let mut bytes = vec![seed; (3 * CHUNK + 512) as usize];
+        bytes[CHUNK as usize..2 * CHUNK as usize].fill(0);
+        Arc::new(MemDisk(bytes))
+    }
+
+    fn plan(version: &str, compute: ComputeVersion) -> PublishPlan {
+        PublishPlan {
+            prefix: "images/disk/".into(),
+            image_id: None,
+            image_version: (compute == ComputeVersion::None).then(|| version.to_string()),
+            compute_version: compute,
+            publish_latest: true,
+            cache_control: CacheControls {
+                chunks: "no-transform".into(),
+                manifest: "no-transform".into(),
+                latest: "no-transform".into(),
+            },
+            chunk_size: CHUNK,
+            checksum: Checksum::Sha256,
+            concurrency: 2,
+            no_meta: false,
+            original_filename: "disk.raw".into(),
+        }
+    }
+
+    fn memory() -> Arc<Storage> {
+        Arc::new(build_storage(&backend_memory::MemoryBackend, &Settings::new()).unwrap())
+    }
+
+    async fn run(
+        storage: &Arc<Storage>,
+        disk: Arc<dyn VirtualDisk>,
+        plan: PublishPlan,
+    ) -> Result<PublishSummary> {
+        publish(Arc::clone(storage), disk, plan, Arc::new(NoProgress)).await
+    }
+
+    #[tokio::test]
+    async fn uploads_data_marks_zeros_and_skips_what_is_stored() {
+        let s = memory();
+        for compute in [ComputeVersion::None, ComputeVersion::Sha256] {
+            let first = run(&s, disk(7), plan("v1", compute)).await.unwrap();
+            assert_eq!(first.chunk_count, 4);
+            assert_eq!(first.zero_chunks, 1);
+            assert_eq!(first.skipped_chunks, 0);
+            // Zero chunks are never read from the disk.
+            let data = 2 * CHUNK + 512;
+            let hashing_pass = if compute == ComputeVersion::Sha256 {
+                data
+            } else {
+                0
+            };
+            assert_eq!(first.bytes_read, data + hashing_pass);
+            // Memory has no cheap zero objects: the zero chunk is written as bytes.
+            assert_eq!(first.bytes_uploaded, 3 * CHUNK + 512);
+            let key = &first.manifest_key;
+            let stored = read_limited(&s, key, MAX_MANIFEST_BYTES)
+                .await
+                .unwrap()
+                .unwrap();
+            let manifest = Manifest::parse(&stored, ManifestLimits::default()).unwrap();
+            let entries = manifest.chunks.unwrap();
+            assert!(entries[1].zero && !entries[0].zero);
+            assert_eq!(entries[3].size, Some(512));
+
+            // A re-run stores nothing new.
+            let again = run(&s, disk(7), plan("v1", compute)).await.unwrap();
+            assert_eq!(again.skipped_chunks, 4);
+            assert_eq!(again.bytes_uploaded, 0);
+            assert_eq!(again.version, first.version);
+        }
+    }
+
+    #[tokio::test]
+    async fn repairs_a_missing_chunk_but_never_changes_a_published_version() {
+        let s = memory();
+        let first = run(&s, disk(7), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap();
+        s.operator
+            .delete("images/disk/v1/chunks/00000002.bin")
+            .await
+            .unwrap();
+        let repaired = run(&s, disk(7), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap();
+        assert_eq!(repaired.skipped_chunks, 3);
+        assert_eq!(repaired.bytes_uploaded, CHUNK);
+        assert_eq!(repaired.manifest_key, first.manifest_key);
+
+        // Other bytes under the same version: refused, naming the chunk.
+        let err = run(&s, disk(9), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(
+            err.contains("chunk 0 differs") && err.contains("immutable"),
+            "{err}"
+        );
+        // Another geometry under the same version: refused before any chunk.
+        let mut other = plan("v1", ComputeVersion::None);
+        other.chunk_size = 2 * CHUNK;
+        let err = run(&s, disk(7), other).await.unwrap_err().chain();
+        assert!(
+            err.contains("already published") && err.contains("immutable"),
+            "{err}"
+        );
+        // A new version is fine.
+        let v2 = run(&s, disk(9), plan("v2", ComputeVersion::None))
+            .await
+            .unwrap();
+        assert_eq!(v2.skipped_chunks, 0);
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_options_and_sizes() {
+        let s = memory();
+        let mut bad = plan("v1", ComputeVersion::None);
+        bad.chunk_size = 1000;
+        assert!(run(&s, disk(1), bad)
+            .await
+            .unwrap_err()
+            .chain()
+            .contains("--chunk-size"));
+        let odd: Arc<dyn VirtualDisk> = Arc::new(MemDisk(vec![1; 1000]));
+        let err = run(&s, odd, plan("v1", ComputeVersion::None))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("not a multiple of 512"), "{err}");
+    }
+}
