@@ -1,10 +1,10 @@
 //! The commands behind the CLI.
 
 use crate::config::{Config, PublishJob};
-use crate::progress::Progress;
-use crate::publish::{publish as publish_disk, PublishSummary};
+use crate::progress::StderrProgress;
 use crate::publish_args::PublishArgs;
-use crate::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
+use aero_chunked::publish::{publish as publish_disk, PublishSummary};
+use aero_chunked::verify::{verify as verify_image, VerifyOptions, VerifyReport, VerifySource};
 use aero_plugin_api::backend::Storage;
 use aero_plugin_host::storage::{open_storage, with_policy, StoragePolicy, StorageSpec};
 use aero_plugin_host::{LibrarySelection, OpenOptions, OpenedDisk, PluginSet};
@@ -415,9 +415,14 @@ async fn publish_one(
         args.allow_backing,
         &args.backing_roots,
     )?;
-    publish_disk(storage, opened.disk, args.plan(), Progress::new(quiet))
-        .await
-        .with_context(|| format!("publishing {}", args.file.display()))
+    publish_disk(
+        storage,
+        opened.disk,
+        args.plan(),
+        Arc::new(StderrProgress::new(quiet)),
+    )
+    .await
+    .with_context(|| format!("publishing {}", args.file.display()))
 }
 
 fn storage_for(catalogue: &PluginSet, spec: &StorageSpec, retries: usize) -> Result<Arc<Storage>> {
@@ -467,11 +472,11 @@ async fn verify_published(
         image_version: Some(summary.version.clone()),
         concurrency: args.concurrency,
         retries: args.retries,
-        max_chunks: crate::publish::MAX_CHUNKS,
+        max_chunks: aero_chunked::publish::MAX_CHUNKS,
         chunk_sample: sample,
         chunk_sample_seed: None,
     };
-    verify_image(source, &options).await
+    Ok(verify_image(source, &options).await?)
 }
 
 fn parse_header(raw: &str) -> Result<(String, String)> {

@@ -1,18 +1,12 @@
 //! aero-host: publish, verify and serve virtual-machine disk images from any storage backend.
 
-mod buffers;
-mod chunked;
 mod commands;
 mod config;
 mod convert;
 mod inspect;
-mod objects;
 mod progress;
-mod publish;
 mod publish_args;
 mod serve;
-mod storage;
-mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,14 +1,14 @@
 //! Progress on stderr: a bar when stderr is a terminal, plain log lines otherwise.
 
+use aero_chunked::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Reports bytes and chunks done. Cheap to clone.
-#[derive(Clone)]
-pub struct Progress {
+/// Reports a publish's bytes and chunks done on stderr.
+pub struct StderrProgress {
     inner: Arc<Inner>,
 }
 
@@ -25,7 +25,7 @@ struct Inner {
 /// How often plain log lines are written.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-impl Progress {
+impl StderrProgress {
     /// A bar when stderr is a terminal and `quiet` is false; log lines when not a terminal.
     pub fn new(quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
@@ -40,7 +40,7 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Progress {
+        StderrProgress {
             inner: Arc::new(Inner {
                 bar,
                 quiet,
@@ -66,46 +66,6 @@ impl Progress {
             bar.set_length(total);
             bar.set_message(phase);
         }
-    }
-
-    /// Starts the whole-disk hashing pass.
-    pub fn start_hashing(&self, total: u64) {
-        self.start("hashing", total, 0);
-        self.log(|| format!("hashing {total} bytes to compute the version"));
-    }
-
-    /// Bytes hashed in the hashing pass.
-    pub fn hashed(&self, bytes: u64) {
-        self.advance(bytes, 0);
-    }
-
-    /// Starts the upload pass.
-    pub fn start_upload(&self, total: u64, chunks: u64, prefix: &str, storage: &str) {
-        self.start("publishing", total, chunks);
-        self.log(|| {
-            format!("publishing {total} bytes as {chunks} chunks to {storage} under {prefix}")
-        });
-    }
-
-    /// One chunk of `bytes` stored (or skipped).
-    pub fn chunk_done(&self, bytes: u64) {
-        self.advance(bytes, 1);
-    }
-
-    /// Ends the upload pass.
-    pub fn finish_upload(&self) {
-        if let Some(bar) = &self.inner.bar {
-            bar.finish_and_clear();
-        }
-        let (_, started, _) = *self.inner.phase.lock().expect("progress poisoned");
-        let secs = started.elapsed().as_secs_f64();
-        let done = self.inner.done.load(Ordering::Relaxed);
-        self.log(|| {
-            format!(
-                "stored {} chunks ({done} bytes) in {secs:.1}s",
-                self.inner.chunks.load(Ordering::Relaxed)
-            )
-        });
     }
 
     fn advance(&self, bytes: u64, chunks: u64) {
@@ -142,5 +102,42 @@ impl Progress {
                 None => eprintln!("{line}"),
             }
         }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn start_hashing(&self, total: u64) {
+        self.start("hashing", total, 0);
+        self.log(|| format!("hashing {total} bytes to compute the version"));
+    }
+
+    fn hashed(&self, bytes: u64) {
+        self.advance(bytes, 0);
+    }
+
+    fn start_upload(&self, total: u64, chunks: u64, prefix: &str, storage: &str) {
+        self.start("publishing", total, chunks);
+        self.log(|| {
+            format!("publishing {total} bytes as {chunks} chunks to {storage} under {prefix}")
+        });
+    }
+
+    fn chunk_done(&self, bytes: u64) {
+        self.advance(bytes, 1);
+    }
+
+    fn finish_upload(&self) {
+        if let Some(bar) = &self.inner.bar {
+            bar.finish_and_clear();
+        }
+        let (_, started, _) = *self.inner.phase.lock().expect("progress poisoned");
+        let secs = started.elapsed().as_secs_f64();
+        let done = self.inner.done.load(Ordering::Relaxed);
+        self.log(|| {
+            format!(
+                "stored {} chunks ({done} bytes) in {secs:.1}s",
+                self.inner.chunks.load(Ordering::Relaxed)
+            )
+        });
     }
 }

@@ -1,10 +1,50 @@
 //! The options of one publish, shared by the `publish` command and `[[publish]]` config entries.
 
-use crate::chunked::{DEFAULT_CHUNK_SIZE, IMMUTABLE_CACHE_CONTROL, LATEST_CACHE_CONTROL};
-use crate::objects::CacheControls;
-use crate::publish::{Checksum, ComputeVersion, PublishPlan};
+use aero_chunked::format::{DEFAULT_CHUNK_SIZE, IMMUTABLE_CACHE_CONTROL, LATEST_CACHE_CONTROL};
+use aero_chunked::publish::{self, PublishPlan};
+use aero_chunked::store::CacheControls;
 use serde::Deserialize;
 use std::path::PathBuf;
+
+/// How the version is chosen (`--compute-version`, `compute_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeVersion {
+    /// `--image-version` or the prefix decide.
+    #[default]
+    None,
+    /// `sha256-<digest of the whole disk>`.
+    Sha256,
+}
+
+impl From<ComputeVersion> for publish::ComputeVersion {
+    fn from(value: ComputeVersion) -> Self {
+        match value {
+            ComputeVersion::None => publish::ComputeVersion::None,
+            ComputeVersion::Sha256 => publish::ComputeVersion::Sha256,
+        }
+    }
+}
+
+/// Per-chunk digests in the manifest (`--checksum`, `checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    /// No digests.
+    None,
+    /// sha256 of every chunk.
+    #[default]
+    Sha256,
+}
+
+impl From<Checksum> for publish::Checksum {
+    fn from(value: Checksum) -> Self {
+        match value {
+            Checksum::None => publish::Checksum::None,
+            Checksum::Sha256 => publish::Checksum::Sha256,
+        }
+    }
+}
 
 /// Publish options: every flag of `aero-host publish`, and every key of a `[[publish]]` entry.
 #[derive(Debug, Clone, clap::Args, Deserialize)]
@@ -93,7 +133,7 @@ impl PublishArgs {
         if self.retries == 0 {
             anyhow::bail!("--retries must be at least 1");
         }
-        self.plan().validate()
+        Ok(self.plan().validate()?)
     }
 
     /// The publish plan these options describe.
@@ -102,7 +142,7 @@ impl PublishArgs {
             prefix: self.prefix.clone(),
             image_id: self.image_id.clone(),
             image_version: self.image_version.clone(),
-            compute_version: self.compute_version,
+            compute_version: self.compute_version.into(),
             publish_latest: self.publish_latest,
             cache_control: CacheControls {
                 chunks: self.cache_control_chunks.clone(),
@@ -110,7 +150,7 @@ impl PublishArgs {
                 latest: self.cache_control_latest.clone(),
             },
             chunk_size: self.chunk_size,
-            checksum: self.checksum,
+            checksum: self.checksum.into(),
             concurrency: self.concurrency,
             no_meta: self.no_meta,
             original_filename: self

@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_aero-host");
 
-/// The path of a tool on PATH, or a panic that says how to install it.
+/// The path of a tool, or a panic that says how to install it (`aero-test-support`'s policy).
+#[track_caller]
 pub fn require_tool(name: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("`{name}` is not on PATH; this test needs it. Install it with: {install}");
+    aero_test_support::require_tool(
+        name,
+        None,
+        &format!("this test needs it; install it with: {install}"),
+    )
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -150,43 +148,27 @@ impl Drop for Server {
     }
 }
 
-/// A running s3s-fs with bucket `bucket`.
+/// A running s3s-fs (`aero-test-support`'s launcher) with bucket `bucket`.
 pub struct S3 {
-    child: Child,
-    pub root: tempfile::TempDir,
+    _server: aero_test_support::S3Server,
     pub endpoint: String,
 }
 
-pub const AK: &str = "AKSERVETEST";
-pub const SK: &str = "serve-test-secret-key";
+pub const AK: &str = aero_test_support::ACCESS_KEY;
+pub const SK: &str = aero_test_support::SECRET_KEY;
 
 impl S3 {
-    /// Starts s3s-fs (must be on PATH) with an empty `bucket`.
+    /// Starts s3s-fs with an empty `bucket` (the launcher's bucket).
     pub fn start(bucket: &str) -> S3 {
-        let bin = require_tool(
-            "s3s-fs",
-            "cargo install s3s-fs@0.14.1 --features binary --locked",
+        assert_eq!(
+            bucket,
+            aero_test_support::BUCKET,
+            "the test S3 server has one bucket"
         );
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join(bucket)).unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", AK, "--secret-key", SK])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let server = aero_test_support::S3Server::start();
         S3 {
-            child,
-            root,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: server.endpoint(),
+            _server: server,
         }
     }
 
@@ -198,13 +180,6 @@ impl S3 {
     /// The credentials as environment variables.
     pub fn env() -> [(&'static str, &'static str); 2] {
         [("AWS_ACCESS_KEY_ID", AK), ("AWS_SECRET_ACCESS_KEY", SK)]
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -247,6 +222,5 @@ pub fn hv<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Lowercase hex sha256.
 pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    aero_test_support::sha256(bytes)
 }

@@ -3,9 +3,10 @@
 use super::bytes::respond;
 use super::conditional::{none_match, not_modified, put_validators};
 use super::cors::RouteKind;
-use super::ids::{decode, id_ok, MAX_RAW_ID};
+use super::ids::{decode, MAX_RAW_ID};
 use super::images::{Image, StoreError};
 use super::state::{method_not_allowed, segments, Shared};
+use aero_chunked::layout::id_ok;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -57,7 +58,7 @@ fn image_json(img: &Image) -> serde_json::Value {
     if let Some(c) = img.recommended_chunk_size_bytes {
         v["recommended_chunk_size_bytes"] = c.into();
     }
-    if let super::images::Source::Chunked(m) = &img.source {
+    if let aero_chunked::read::Origin::Chunked(m) = &img.source {
         v["chunked"] = serde_json::json!({
             "version": m.manifest.version,
             "chunk_size": m.manifest.chunk_size,

@@ -1,9 +1,9 @@
 //! Response bodies with an exact length (so HTTP/1.1 uses `Content-Length` framing) that read
 //! their bytes from storage piece by piece and hold a concurrency permit until done.
 
-use super::images::Source;
 use super::metrics::Metrics;
-use aero_plugin_api::backend::opendal::Operator;
+use aero_chunked::read::{read_piece, Piece};
+use aero_plugin_api::backend::Storage;
 use axum::body::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -13,98 +13,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::OwnedSemaphorePermit;
-
-/// Largest single storage read.
-pub const PIECE: u64 = 4 * 1024 * 1024;
-
-/// The pieces that make up bytes `pos..end` of an image: one raw object, or the chunks of a
-/// published image, at most [`PIECE`] bytes each.
-pub struct Plan {
-    source: Source,
-    pos: u64,
-    end: u64,
-    tag: Arc<str>,
-}
-
-impl Plan {
-    /// Bytes `start..end` of `source`, whose content is identified by `tag` (its validators).
-    pub fn new(source: Source, start: u64, end: u64, tag: Arc<str>) -> Self {
-        Plan {
-            source,
-            pos: start,
-            end,
-            tag,
-        }
-    }
-}
-
-impl Iterator for Plan {
-    type Item = Piece;
-
-    fn next(&mut self) -> Option<Piece> {
-        if self.pos >= self.end {
-            return None;
-        }
-        let piece = match &self.source {
-            Source::Raw(key) => Piece {
-                key: key.clone(),
-                start: self.pos,
-                end: self.end.min(self.pos + PIECE),
-                tag: Arc::clone(&self.tag),
-            },
-            Source::Chunked(m) => {
-                let size = m.manifest.chunk_size;
-                let index = self.pos / size;
-                let base = index * size;
-                let chunk_end = base + m.manifest.chunk_len(index);
-                let end = self.end.min(chunk_end).min(self.pos + PIECE);
-                Piece {
-                    key: m.chunk_key(index),
-                    start: self.pos - base,
-                    end: end - base,
-                    tag: Arc::clone(&self.tag),
-                }
-            }
-        };
-        self.pos += piece.end - piece.start;
-        Some(piece)
-    }
-}
-
-/// A byte range of one object.
-#[derive(Debug, Clone)]
-pub struct Piece {
-    /// Object key.
-    pub key: String,
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
-    /// Identifies the object's content (its validators), for caching.
-    pub tag: Arc<str>,
-}
-
-/// Reads one piece, failing when the object is shorter than expected.
-pub async fn read_piece(op: &Operator, p: &Piece) -> std::io::Result<VecDeque<Bytes>> {
-    let buf = op
-        .read_with(&p.key)
-        .range(p.start..p.end)
-        .await
-        .map_err(std::io::Error::other)?;
-    if buf.len() as u64 != p.end - p.start {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!(
-                "{} is shorter than expected ({} of {} bytes at {})",
-                p.key,
-                buf.len(),
-                p.end - p.start,
-                p.start
-            ),
-        ));
-    }
-    Ok(Iterator::collect(buf))
-}
 
 /// Where served bytes are counted.
 pub struct Accounting {
@@ -125,9 +33,9 @@ pub struct SizedBody {
 }
 
 impl SizedBody {
-    /// A body that first sends `ready`, then reads `rest` from `op`.
+    /// A body that first sends `ready`, then reads `rest` from `storage`.
     pub fn new<I: Iterator<Item = Piece> + Send + 'static>(
-        op: Operator,
+        storage: Arc<Storage>,
         ready: VecDeque<Bytes>,
         rest: I,
         total: u64,
@@ -137,8 +45,8 @@ impl SizedBody {
         let rest = Some(
             futures::stream::iter(rest)
                 .then(move |p| {
-                    let op = op.clone();
-                    async move { read_piece(&op, &p).await }
+                    let storage = Arc::clone(&storage);
+                    async move { read_piece(&storage, &p).await }
                 })
                 .boxed(),
         );

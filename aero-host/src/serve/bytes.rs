@@ -1,16 +1,19 @@
 //! `/v1/images/:image_id[/data]`: image bytes with Range (SPEC 3.5).
 
-use super::body::{Accounting, Plan, SizedBody};
+use super::body::{Accounting, SizedBody};
 use super::conditional::{if_range_satisfied, not_modified, put_validators};
 use super::cors::RouteKind;
-use super::ids::{decode, id_ok, MAX_RAW_ID};
+use super::ids::{decode, MAX_RAW_ID};
 use super::images::Image;
 use super::range::{self, RangeError};
 use super::state::{method_not_allowed, segments, Reply, Shared};
+use aero_chunked::layout::id_ok;
+use aero_chunked::read::{is_missing, Plan};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 const KIND: RouteKind = RouteKind::Data;
@@ -215,11 +218,7 @@ async fn body(
         .map_err(|e| {
             st.metrics
                 .store_error(super::metrics::StoreErrorKind::OpenRange);
-            let status = if e.kind() == std::io::ErrorKind::NotFound
-                || e.get_ref()
-                    .and_then(|i| i.downcast_ref::<aero_plugin_api::backend::opendal::Error>())
-                    .is_some_and(crate::storage::is_not_found)
-            {
+            let status = if is_missing(&e) {
                 StatusCode::NOT_FOUND
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -234,7 +233,7 @@ async fn body(
             )
         })?;
     let body = SizedBody::new(
-        st.store.op.clone(),
+        Arc::clone(&st.store.storage),
         ready,
         plan,
         end - start,

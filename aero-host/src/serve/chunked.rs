@@ -1,16 +1,19 @@
 //! `/v1/images/:image_id/chunked/...`: manifests and chunks of published images (SPEC 3.6).
 
-use super::body::{Accounting, Piece, SizedBody};
+use super::body::{Accounting, SizedBody};
 use super::bytes::respond;
 use super::conditional::{derived_etag, not_modified, put_validators, Validators};
 use super::cors::RouteKind;
-use super::ids::{chunk_name_ok, decode, id_ok, MAX_RAW_CHUNK, MAX_RAW_ID};
+use super::ids::{decode, MAX_RAW_CHUNK, MAX_RAW_ID};
 use super::images::StoreError;
 use super::state::{method_not_allowed, segments, Reply, Shared};
+use aero_chunked::layout::{chunk_file_key, chunk_name_ok, id_ok};
+use aero_chunked::read::{is_missing, Origin, Piece, Plan};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 const KIND: RouteKind = RouteKind::Data;
 
@@ -94,8 +97,8 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
         return Ok(respond(StatusCode::OK, headers, body));
     };
 
-    let key = format!("{}chunks/{name}", m.version_prefix);
-    let (size, v) = match m.canonical_index(&name) {
+    let key = chunk_file_key(&m.version_prefix, &name);
+    let (size, v) = match m.manifest.chunk_index(&name) {
         Some(index) => {
             let size = m.manifest.chunk_len(index);
             let etag = m
@@ -151,13 +154,13 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
         return Ok(respond(StatusCode::OK, headers, Body::empty()));
     }
     let tag = format!("{}|{:?}", v.etag, v.last_modified);
-    let mut plan = super::body::Plan::new(super::images::Source::Raw(key), 0, size, tag.into());
+    let mut plan = Plan::new(Origin::Raw(key), 0, size, tag.into());
     let ready = match plan.next() {
         Some(first) => read(st, h, &first).await?,
         None => VecDeque::new(),
     };
     let body = SizedBody::new(
-        st.store.op.clone(),
+        Arc::clone(&st.store.storage),
         ready,
         plan,
         size,
@@ -172,11 +175,7 @@ async fn serve(st: &Shared, method: &Method, h: &HeaderMap, path: &str) -> Reply
 
 async fn read(st: &Shared, h: &HeaderMap, p: &Piece) -> Reply<VecDeque<axum::body::Bytes>> {
     st.store.read_cached(p).await.map_err(|e| {
-        let missing = e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<aero_plugin_api::backend::opendal::Error>())
-            .is_some_and(crate::storage::is_not_found);
-        if missing {
+        if is_missing(&e) {
             st.fail(h, KIND, StatusCode::NOT_FOUND, "not found", false)
         } else {
             st.metrics

@@ -2,17 +2,18 @@
 //! (`<prefix><id>/latest.json`, `<prefix><id>/<version>/manifest.json`) and raw objects listed
 //! in the catalog. Pointers, manifests, the catalog and stats are cached for a short TTL.
 
-use super::body::{read_piece, Piece};
-use super::catalog::{self, Entry};
 use super::conditional::{derived_etag, post_epoch, Validators};
 use super::metrics::{Metrics, StoreErrorKind};
 use super::piece_cache::PieceCache;
 use super::settings::Settings;
-use crate::chunked::{
-    sha256_hex, Latest, Manifest, ManifestLimits, MAX_LATEST_BYTES, MAX_MANIFEST_BYTES,
-};
-use crate::storage::is_not_found;
-use aero_plugin_api::backend::opendal::{self, Operator};
+use aero_chunked::format::catalog::{self, Entry};
+use aero_chunked::format::{Latest, ManifestLimits, MAX_MANIFEST_BYTES};
+use aero_chunked::layout::{id_ok, image_root};
+use aero_chunked::read::{read_piece, Origin, Piece};
+use aero_chunked::resolve::{read_pointer, LoadedManifest};
+use aero_chunked::store::{is_not_found, read_limited};
+use aero_plugin_api::backend::opendal;
+use aero_plugin_api::backend::Storage;
 use axum::body::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -39,6 +40,17 @@ impl StoreError {
         }
     }
 
+    /// A failed read: the storage failed (I/O), or the content breaks a rule.
+    fn of(e: aero_chunked::Error) -> Self {
+        if e.is_not_found() {
+            StoreError::NotFound
+        } else if e.is_storage() {
+            StoreError::Io(e.chain())
+        } else {
+            StoreError::Manifest(e.chain())
+        }
+    }
+
     /// Counts the error.
     pub fn count(&self, metrics: &Metrics) {
         match self {
@@ -47,46 +59,6 @@ impl StoreError {
             StoreError::Io(_) => metrics.store_error(StoreErrorKind::Meta),
         }
     }
-}
-
-/// A parsed manifest with its identity.
-#[derive(Debug)]
-pub struct LoadedManifest {
-    /// `<prefix><id>/<version>/`.
-    pub version_prefix: String,
-    /// The parsed manifest.
-    pub manifest: Manifest,
-    /// The bytes as stored.
-    pub bytes: Bytes,
-    /// `"<sha256 of bytes>"`.
-    pub etag: String,
-    /// The manifest object's modification time.
-    pub last_modified: Option<SystemTime>,
-}
-
-impl LoadedManifest {
-    /// The canonical key of chunk `index`.
-    pub fn chunk_key(&self, index: u64) -> String {
-        format!("{}{}", self.version_prefix, self.manifest.chunk_name(index))
-    }
-
-    /// The chunk index a canonical `name` stands for.
-    pub fn canonical_index(&self, name: &str) -> Option<u64> {
-        let digits = name.strip_suffix(".bin")?;
-        let index: u64 = digits.parse().ok()?;
-        (index < self.manifest.chunk_count
-            && digits.len() == (self.manifest.chunk_index_width as usize).max(1))
-        .then_some(index)
-    }
-}
-
-/// Where an image's bytes come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A raw object.
-    Raw(String),
-    /// A published chunked image.
-    Chunked(Arc<LoadedManifest>),
 }
 
 /// An image, as the bytes and metadata endpoints see it.
@@ -99,7 +71,7 @@ pub struct Image {
     pub public: bool,
     pub size: u64,
     pub validators: Validators,
-    pub source: Source,
+    pub source: Origin,
 }
 
 /// What a stat returned.
@@ -149,7 +121,7 @@ type Catalog = Option<Arc<Vec<Entry>>>;
 /// Image lookups over one operator.
 pub struct Store {
     /// The backend.
-    pub op: Operator,
+    pub storage: Arc<Storage>,
     prefix: String,
     catalog_key: String,
     require_catalog: bool,
@@ -160,29 +132,16 @@ pub struct Store {
     pieces: Option<PieceCache>,
 }
 
-/// Reads `key` when its stored size is at most `limit` bytes, so an oversized object never
-/// costs more than `limit` bytes of memory.
-async fn read_bounded(op: &Operator, key: &str, limit: u64) -> opendal::Result<Bytes> {
-    let size = op.stat(key).await?.content_length();
-    if size > limit {
-        return Err(opendal::Error::new(
-            opendal::ErrorKind::Unexpected,
-            format!("{key} is {size} bytes, more than the {limit} allowed"),
-        ));
-    }
-    Ok(op.read(key).await?.to_bytes())
-}
-
 fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
     post_epoch(m.last_modified().map(SystemTime::from))
 }
 
 impl Store {
-    /// A store over `op` with the settings' prefix, catalog and TTL.
-    pub fn new(op: Operator, settings: &Settings) -> Self {
+    /// A store over `storage` with the settings' prefix, catalog and TTL.
+    pub fn new(storage: Arc<Storage>, settings: &Settings) -> Self {
         let ttl = settings.cache_ttl;
         Store {
-            op,
+            storage,
             prefix: settings.images_prefix.clone(),
             catalog_key: settings.catalog_key.clone(),
             require_catalog: settings.require_manifest,
@@ -197,12 +156,12 @@ impl Store {
     /// Reads one piece, from the piece cache when it holds it.
     pub async fn read_cached(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
         let Some(cache) = &self.pieces else {
-            return read_piece(&self.op, piece).await;
+            return read_piece(&self.storage, piece).await;
         };
         if let Some(bytes) = cache.get(piece) {
             return Ok(VecDeque::from([bytes]));
         }
-        let parts = read_piece(&self.op, piece).await?;
+        let parts = read_piece(&self.storage, piece).await?;
         let bytes = if parts.len() == 1 {
             parts[0].clone()
         } else {
@@ -222,11 +181,14 @@ impl Store {
         if let Some(c) = self.catalog.get(&()) {
             return c;
         }
-        let result = match read_bounded(&self.op, &self.catalog_key, MAX_MANIFEST_BYTES).await {
-            Ok(buf) => catalog::parse(&buf)
+        let result = match read_limited(&self.storage, &self.catalog_key, MAX_MANIFEST_BYTES).await
+        {
+            Ok(Some(buf)) => catalog::parse(&buf)
                 .map(|e| Some(Arc::new(e)))
-                .map_err(|e| StoreError::Manifest(format!("catalog {}: {e:#}", self.catalog_key))),
-            Err(e) if is_not_found(&e) => {
+                .map_err(|e| {
+                    StoreError::Manifest(format!("catalog {}: {}", self.catalog_key, e.chain()))
+                }),
+            Ok(None) => {
                 if self.require_catalog {
                     Err(StoreError::Manifest(format!(
                         "the catalog is required but missing at {}",
@@ -236,7 +198,7 @@ impl Store {
                     Ok(None)
                 }
             }
-            Err(e) => Err(StoreError::Io(e.to_string())),
+            Err(e) => Err(StoreError::of(e)),
         };
         self.catalog.put((), result.clone());
         result
@@ -255,7 +217,7 @@ impl Store {
         if let Some(s) = self.stats.get(&key.to_string()) {
             return s;
         }
-        let result = match self.op.stat(key).await {
+        let result = match self.storage.operator.stat(key).await {
             Ok(m) if m.is_dir() => Err(StoreError::NotFound),
             Ok(m) => Ok(Stat {
                 size: m.content_length(),
@@ -267,70 +229,45 @@ impl Store {
         result
     }
 
+    /// The pointer of `id`, checked (SPEC 1.6 rules 1 to 3; cached).
     async fn latest(&self, id: &str) -> Result<Latest, StoreError> {
-        let key = format!("{}{id}/latest.json", self.prefix);
-        if let Some(l) = self.latest.get(&key) {
+        let root = image_root(&self.prefix, id);
+        if let Some(l) = self.latest.get(&root) {
             return l;
         }
-        let result = match read_bounded(&self.op, &key, MAX_LATEST_BYTES).await {
-            Ok(buf) => Latest::parse(&buf)
-                .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))
-                .and_then(|l| {
-                    let expected = format!("{}{id}/{}/manifest.json", self.prefix, l.version);
-                    if l.image_id != id {
-                        Err(StoreError::Manifest(format!(
-                            "{key}: imageId '{}' is not '{id}'",
-                            l.image_id
-                        )))
-                    } else if super::ids::id_ok(&l.version) && l.manifest_key == expected {
-                        Ok(l)
-                    } else {
-                        Err(StoreError::Manifest(format!(
-                            "{key}: manifestKey '{}' is not {expected}",
-                            l.manifest_key
-                        )))
-                    }
-                }),
-            Err(e) => Err(StoreError::io(e)),
+        let result = match read_pointer(&self.storage, &root, Some(id)).await {
+            Ok(Some(latest)) => Ok(latest),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::of(e)),
         };
-        self.latest.put(key, result.clone());
+        self.latest.put(root, result.clone());
         result
     }
 
-    /// The manifest of `id` at `version` (cached).
+    /// The manifest of `id` at `version`, which must name that image and version (cached).
     pub async fn manifest(
         &self,
         id: &str,
         version: &str,
     ) -> Result<Arc<LoadedManifest>, StoreError> {
-        let version_prefix = format!("{}{id}/{version}/", self.prefix);
-        let key = format!("{version_prefix}manifest.json");
+        let root = image_root(&self.prefix, id);
+        let key = format!("{root}{version}/");
         if let Some(m) = self.manifests.get(&key) {
             return m;
         }
-        let result = async {
-            let meta = self.op.stat(&key).await.map_err(StoreError::io)?;
-            if meta.content_length() > MAX_MANIFEST_BYTES {
-                return Err(StoreError::Manifest(format!("{key} is too large")));
-            }
-            let bytes = self.op.read(&key).await.map_err(StoreError::io)?.to_bytes();
-            let manifest = Manifest::parse(&bytes, ManifestLimits::default())
-                .map_err(|e| StoreError::Manifest(format!("{key}: {e:#}")))?;
-            if manifest.image_id != id || manifest.version != version {
-                return Err(StoreError::Manifest(format!(
-                    "{key} names image '{}' version '{}', not '{id}' version '{version}'",
-                    manifest.image_id, manifest.version
-                )));
-            }
-            Ok(Arc::new(LoadedManifest {
-                version_prefix,
-                etag: format!("\"{}\"", sha256_hex(&bytes)),
-                manifest,
-                bytes,
-                last_modified: modified(&meta),
-            }))
-        }
-        .await;
+        let result = match LoadedManifest::load(
+            &self.storage,
+            &root,
+            id,
+            version,
+            ManifestLimits::default(),
+        )
+        .await
+        {
+            Ok(Some(m)) => Ok(Arc::new(m)),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) => Err(StoreError::of(e)),
+        };
         self.manifests.put(key, result.clone());
         result
     }
@@ -372,7 +309,7 @@ impl Store {
                         etag,
                         last_modified,
                     },
-                    source: Source::Raw(key.clone()),
+                    source: Origin::Raw(key.clone()),
                 });
             }
         }
@@ -397,13 +334,19 @@ impl Store {
                 etag: m.etag.clone(),
                 last_modified: m.last_modified,
             },
-            source: Source::Chunked(m),
+            source: Origin::Chunked(m),
         })
     }
 
     /// Ids of the published chunked images (directories under the prefix holding latest.json).
     async fn published_ids(&self) -> Result<Vec<String>, StoreError> {
-        let entries = match self.op.list_with(&self.prefix).recursive(false).await {
+        let entries = match self
+            .storage
+            .operator
+            .list_with(&self.prefix)
+            .recursive(false)
+            .await
+        {
             Ok(e) => e,
             Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(StoreError::Io(e.to_string())),
@@ -411,7 +354,7 @@ impl Store {
         let mut ids = Vec::new();
         for e in entries {
             let name = e.name().trim_end_matches('/');
-            if e.metadata().is_dir() && super::ids::id_ok(name) {
+            if e.metadata().is_dir() && id_ok(name) {
                 match self.latest(name).await {
                     Ok(_) => ids.push(name.to_string()),
                     Err(StoreError::NotFound) => {}

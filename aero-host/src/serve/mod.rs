@@ -7,7 +7,6 @@
 mod api;
 mod body;
 mod bytes;
-mod catalog;
 mod chunked;
 mod conditional;
 mod cors;
@@ -74,7 +73,7 @@ pub async fn run(storage: Arc<Storage>, args: ServeArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", settings.listen_addr))?;
     let local = listener.local_addr()?;
     let grace = settings.shutdown_grace;
-    let store = images::Store::new(storage.operator.clone(), &settings);
+    let store = images::Store::new(Arc::clone(&storage), &settings);
     let state = Arc::new(state::AppState::new(settings, store));
     let app = router::router(state);
     // Tests and scripts read this line to learn the port.

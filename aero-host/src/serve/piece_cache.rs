@@ -2,7 +2,7 @@
 //! object's validators, so hot ranges (boot sectors, popular chunks) are served from memory
 //! the way a CDN edge would, without a storage round trip.
 
-use super::body::Piece;
+use aero_chunked::read::Piece;
 use axum::body::Bytes;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;

@@ -237,7 +237,7 @@ impl ServeArgs {
                     .map(|(_, v)| v)
             })
             .unwrap_or_else(|| "images/".into());
-        let images_prefix = crate::chunked::normalize_prefix(images_prefix.trim());
+        let images_prefix = aero_chunked::layout::normalize_prefix(images_prefix.trim());
         let catalog_key = self
             .catalog_key
             .clone()
@@ -262,7 +262,7 @@ impl ServeArgs {
             Some(v) => v,
             None => env
                 .num("AERO_STORAGE_MAX_CHUNK_BYTES")?
-                .unwrap_or(crate::chunked::MAX_CHUNK_SIZE),
+                .unwrap_or(aero_chunked::format::MAX_CHUNK_SIZE),
         };
         let git_sha = env
             .first(&["AERO_STORAGE_SERVER_GIT_SHA", "GIT_SHA"])

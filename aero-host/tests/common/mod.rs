@@ -1,21 +1,14 @@
-//! Helpers shared by the publish, verify, config and CLI tests: running the built binary,
-//! the qemu-made fixture set, a real S3 server (s3s-fs) per test, and chunk checks.
+//! Helpers shared by the publish, verify, config and CLI tests: running the built binary and
+//! chunk checks, on top of `aero-test-support` (the qemu-made fixture set, a real S3 server
+//! (s3s-fs) per test, tool finding and digests).
 #![allow(dead_code)]
 
+pub use aero_test_support::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// Access key of every test S3 server.
-pub const ACCESS_KEY: &str = "aero-test-key";
-/// Secret key of every test S3 server.
-pub const SECRET_KEY: &str = "aero-test-secret";
-/// The bucket every test S3 server has.
-pub const BUCKET: &str = "images-bucket";
+use std::process::{Command, Output};
 
 /// The default Cache-Control of chunks, manifests and meta.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable, no-transform";
@@ -104,43 +97,6 @@ pub fn json(out: &Output) -> serde_json::Value {
     lines.remove(0)
 }
 
-/// The qemu-made fixture directory (`<workspace>/target/fixtures`), generated when missing.
-pub fn fixtures() -> PathBuf {
-    aero_plugin_testkit::Fixtures::builtin().dir().to_path_buf()
-}
-
-/// The fixture set with its `expected.tsv` rows.
-pub fn fixture_set() -> aero_plugin_testkit::Fixtures {
-    aero_plugin_testkit::Fixtures::builtin()
-}
-
-/// One fixture's path.
-pub fn fixture(name: &str) -> PathBuf {
-    let path = fixtures().join(name);
-    assert!(path.is_file(), "fixture {} missing", path.display());
-    path
-}
-
-/// Lowercase hex sha256.
-pub fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Lowercase hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> String {
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    hex::encode(hasher.finalize())
-}
-
 /// Writes `size` bytes of `/dev/urandom` to `path`.
 pub fn random_file(path: &Path, size: u64) {
     let mut src = std::fs::File::open("/dev/urandom").unwrap().take(size);
@@ -166,7 +122,7 @@ pub fn patterned_image(path: &Path, size: u64, chunk: u64, data_chunks: &[u64]) 
 /// Converts a raw image to qcow2 with `qemu-img convert` (zeros stay unallocated, so the
 /// qcow2 reader reports them as zero extents).
 pub fn qcow2_of(raw: &Path, out: &Path) {
-    let status = Command::new("qemu-img")
+    let status = Command::new(qemu_img_binary())
         .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
         .arg(raw)
         .arg(out)
@@ -234,185 +190,29 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Where s3s-fs is: `$S3S_FS`, else `s3s-fs` on PATH, else `~/.cargo/bin/s3s-fs`.
-pub fn s3s_fs_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("S3S_FS") {
-        return PathBuf::from(p);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("s3s-fs");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let p = home.join(".cargo/bin/s3s-fs");
-    assert!(
-        p.is_file(),
-        "s3s-fs (the S3 server these tests run against) is not installed: install it with \
-         `cargo install s3s-fs@0.14.1 --features binary --locked`, or point $S3S_FS at it"
-    );
-    p
-}
-
-/// A real S3-compatible server (s3s-fs) on an ephemeral port, storing under its own
-/// directory, with one bucket. Killed when dropped.
-pub struct S3Server {
-    child: Option<Child>,
-    /// Port it listens on.
-    pub port: u16,
-    /// Its data directory (buckets are directories in it).
-    pub root: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl S3Server {
-    /// Starts a server with [`BUCKET`].
-    pub fn start() -> S3Server {
-        let bin = s3s_fs_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("s3");
-        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        for _ in 0..20 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new(&bin)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(&root)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    // Probably lost the port to someone else: try another.
-                    eprintln!("s3s-fs exited early ({status}); retrying on another port");
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return S3Server {
-                        child: Some(child),
-                        port,
-                        root,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start s3s-fs");
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The `--storage` URI of the bucket.
-    pub fn storage(&self) -> String {
-        format!(
-            "s3://{BUCKET}?endpoint={}&region=us-east-1",
-            self.endpoint()
-        )
-    }
-
-    /// The directory holding the bucket's objects.
-    pub fn bucket_dir(&self) -> PathBuf {
-        self.root.join(BUCKET)
-    }
-
+/// Running the binary against an [`S3Server`].
+pub trait AeroOnS3 {
     /// An `aero-host` command with the server's credentials in the environment.
-    pub fn aero(&self) -> Command {
+    fn aero(&self) -> Command;
+    /// Runs `aero-host --storage <this server> ARGS` with the right credentials.
+    fn run(&self, args: &[&str]) -> Output;
+}
+
+impl AeroOnS3 for S3Server {
+    fn aero(&self) -> Command {
         let mut cmd = aero();
         cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
         cmd
     }
 
-    /// Runs `aero-host --storage <this server> ARGS` with the right credentials.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.aero()
+    fn run(&self, args: &[&str]) -> Output {
+        AeroOnS3::aero(self)
             .arg("--storage")
             .arg(self.storage())
             .args(args)
             .output()
             .expect("running aero-host")
-    }
-
-    /// `aws s3api ARGS --endpoint-url ...` with the credentials; the JSON it prints, or
-    /// `None` when it fails (e.g. 404).
-    pub fn s3api(&self, args: &[&str]) -> Option<serde_json::Value> {
-        let out = Command::new("aws")
-            .arg("s3api")
-            .args(args)
-            .args(["--endpoint-url", &self.endpoint(), "--output", "json"])
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .expect("running aws (pip install awscli)");
-        if !out.status.success() {
-            return None;
-        }
-        if out.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Some(serde_json::Value::Null);
-        }
-        Some(serde_json::from_slice(&out.stdout).expect("aws printed JSON"))
-    }
-
-    /// A real HEAD of `key` in the bucket: `None` when it does not exist.
-    pub fn head(&self, key: &str) -> Option<serde_json::Value> {
-        self.s3api(&["head-object", "--bucket", BUCKET, "--key", key])
-    }
-
-    /// Replaces an object's body, keeping the given metadata.
-    pub fn put(&self, key: &str, body: &Path) {
-        self.s3api(&[
-            "put-object",
-            "--bucket",
-            BUCKET,
-            "--key",
-            key,
-            "--body",
-            body.to_str().unwrap(),
-            "--content-type",
-            "application/octet-stream",
-            "--cache-control",
-            IMMUTABLE,
-        ])
-        .expect("put-object");
-    }
-
-    /// Deletes an object.
-    pub fn delete(&self, key: &str) {
-        self.s3api(&["delete-object", "--bucket", BUCKET, "--key", key])
-            .expect("delete-object");
-    }
-
-    /// Kills the server now.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

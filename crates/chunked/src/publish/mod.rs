@@ -1,16 +1,19 @@
-//! `aero-host publish`: cut a disk's guest-visible bytes into chunks and store them with the
-//! manifest, meta and latest pointer, in the crash-safe order of SPEC Part 0.
+//! Publishing: cut a disk's guest-visible bytes into chunks and store them with the manifest,
+//! meta and latest pointer, in the crash-safe order of SPEC Part 0.
 
-use crate::buffers::BufferPool;
-use crate::chunked::{
-    chunk_key, resolve_destination, ChunkEntry, Destination, DestinationRequest, Latest, Manifest,
-    ManifestLimits, Meta, ObjectKind, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
+mod buffers;
+
+use crate::error::invalid;
+use crate::format::{
+    ChunkEntry, Latest, Manifest, ManifestLimits, Meta, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };
-use crate::objects::{put, read_limited, recorded_digest, stat, CacheControls};
+use crate::layout::{chunk_key, resolve_destination, Destination, DestinationRequest, ObjectKind};
 use crate::progress::Progress;
+use crate::store::{put, read_limited, stat, CacheControls, ExpectedChunk};
+use crate::{Context, Error, Result};
 use aero_plugin_api::backend::{ObjectMeta, Storage};
 use aero_plugin_api::{ExtentKind, VirtualDisk};
-use anyhow::{anyhow, bail, Context, Result};
+use buffers::BufferPool;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,11 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Chunk counts above this are refused (ask for a larger chunk size).
-pub const MAX_CHUNKS: u64 = crate::chunked::DEFAULT_MAX_CHUNKS;
+pub const MAX_CHUNKS: u64 = crate::format::DEFAULT_MAX_CHUNKS;
 
 /// How the version is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComputeVersion {
     /// `--image-version` or the prefix decide.
     #[default]
@@ -33,8 +35,7 @@ pub enum ComputeVersion {
 }
 
 /// Per-chunk digests in the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Checksum {
     /// No digests.
     None,
@@ -44,7 +45,8 @@ pub enum Checksum {
 }
 
 impl Checksum {
-    fn name(self) -> &'static str {
+    /// The name `meta.json` records (`checksumAlgorithm`).
+    pub fn name(self) -> &'static str {
         match self {
             Checksum::None => "none",
             Checksum::Sha256 => "sha256",
@@ -83,15 +85,15 @@ impl PublishPlan {
     /// Checks the options (SPEC 1.10 step 1).
     pub fn validate(&self) -> Result<()> {
         if self.chunk_size == 0 || self.chunk_size % 512 != 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            bail!(
+            invalid!(
                 "--chunk-size {} must be a positive multiple of 512 and at most {MAX_CHUNK_SIZE} (64 MiB)",
                 self.chunk_size
             );
         }
         if self.concurrency == 0 {
-            bail!("--concurrency must be at least 1");
+            invalid!("--concurrency must be at least 1");
         }
-        crate::chunked::check_prefix(&self.prefix)?;
+        crate::layout::check_prefix(&self.prefix)?;
         self.cache_control.validate()
     }
 }
@@ -159,7 +161,7 @@ struct Job {
     /// The manifest already stored for this version, whose chunks must not change.
     published: Option<Manifest>,
     buffers: Arc<BufferPool>,
-    progress: Progress,
+    progress: Arc<dyn Progress>,
 }
 
 /// The sha256 of an all-zero chunk, computed once per size.
@@ -188,20 +190,20 @@ pub async fn publish(
     storage: Arc<Storage>,
     disk: Arc<dyn VirtualDisk>,
     plan: PublishPlan,
-    progress: Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<PublishSummary> {
     let started = Instant::now();
     plan.validate()?;
     let total_size = disk.capacity();
     if total_size == 0 {
-        bail!("virtual disk size must be > 0");
+        invalid!("virtual disk size must be > 0");
     }
     if total_size % 512 != 0 {
-        bail!("virtual disk size {total_size} is not a multiple of 512 bytes");
+        invalid!("virtual disk size {total_size} is not a multiple of 512 bytes");
     }
     let chunk_count = total_size.div_ceil(plan.chunk_size);
     if chunk_count > MAX_CHUNKS {
-        bail!(
+        invalid!(
             "the disk would have {chunk_count} chunks, more than {MAX_CHUNKS}: use a larger --chunk-size"
         );
     }
@@ -213,13 +215,13 @@ pub async fn publish(
         ComputeVersion::Sha256 => {
             let disk = Arc::clone(&disk);
             let chunk_size = plan.chunk_size;
-            let progress = progress.clone();
+            let progress = Arc::clone(&progress);
             let zero_digests = Arc::clone(&zero_digests);
             let (version, digests, read) = tokio::task::spawn_blocking(move || {
-                hash_disk(disk.as_ref(), chunk_size, &zero_digests, &progress)
+                hash_disk(disk.as_ref(), chunk_size, &zero_digests, progress.as_ref())
             })
             .await
-            .context("hashing the disk")??;
+            .map_err(|e| Error::invalid(format!("hashing the disk: {e}")))??;
             bytes_read += read;
             (Some(version), Some(digests))
         }
@@ -250,7 +252,7 @@ pub async fn publish(
         zero_digests,
         published,
         buffers: BufferPool::new(chunk_size as usize),
-        progress: progress.clone(),
+        progress: Arc::clone(&progress),
     });
     // Each chunk is its own task, so reads, hashes and writes run on every core.
     let outcomes: Vec<ChunkOutcome> = stream::iter(0..chunk_count)
@@ -259,7 +261,8 @@ pub async fn publish(
             let guard = AbortOnDrop(task.abort_handle());
             async move {
                 let _guard = guard;
-                task.await.context("a chunk task stopped")?
+                task.await
+                    .map_err(|e| Error::invalid(format!("a chunk task stopped: {e}")))?
             }
         })
         .buffered(concurrency)
@@ -370,7 +373,7 @@ async fn published_manifest(
     )
     .with_context(|| format!("checking the already published {key}"))?;
     if manifest.total_size != total_size || manifest.chunk_size != chunk_size {
-        bail!(immutable());
+        return Err(Error::invalid(immutable()));
     }
     Ok(Some(manifest))
 }
@@ -382,7 +385,7 @@ fn hash_disk(
     disk: &dyn VirtualDisk,
     chunk_size: u64,
     zero_digests: &ZeroDigests,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<(String, Vec<ChunkDigest>, u64)> {
     /// What the chunk hasher gets: a data chunk's bytes, or the length of a zero chunk.
     enum Pending {
@@ -419,7 +422,7 @@ fn hash_disk(
                 Pending::Zero(len)
             } else {
                 let mut buf = vec![0u8; len as usize];
-                disk.read_at(offset, &mut buf).map_err(|e| anyhow!("{e}"))?;
+                disk.read_at(offset, &mut buf)?;
                 read += len;
                 whole.update(&buf);
                 Pending::Data(buf)
@@ -432,7 +435,7 @@ fn hash_disk(
         drop(tx);
         let digests = chunk_hasher
             .join()
-            .map_err(|_| anyhow!("chunk hasher panicked"))?;
+            .map_err(|_| Error::invalid("chunk hasher panicked"))?;
         Ok((
             format!("sha256-{}", hex::encode(whole.finalize())),
             digests,
@@ -444,8 +447,7 @@ fn hash_disk(
 /// Whether the format reports `[offset, offset+len)` as entirely zero.
 fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> {
     Ok(disk
-        .block_status(offset, len)
-        .map_err(|e| anyhow!("{e}"))?
+        .block_status(offset, len)?
         .iter()
         .all(|e| e.kind == ExtentKind::Zero))
 }
@@ -467,7 +469,11 @@ impl Job {
 
         // A re-run with digests known up front skips stored chunks without reading them.
         if let (Some(meta), Some(known)) = (&existing, &known) {
-            if self.holds(&key, meta, len, &known.sha256, false).await? {
+            let expected = ExpectedChunk {
+                len,
+                sha256: Some(&known.sha256),
+            };
+            if expected.held_by(&self.storage, &key, meta, false).await? {
                 return Ok(self.stored(len, known.sha256.clone(), known.zero, 0));
             }
         }
@@ -485,14 +491,14 @@ impl Job {
                 known.is_none() && (want_digest || existing.is_some() || self.published.is_some());
             tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
                 let mut buf = job.buffers.take(len as usize);
-                job.disk
-                    .read_at(offset, buf.as_mut_slice())
-                    .map_err(|e| anyhow!("reading chunk {index} at offset {offset}: {e}"))?;
+                job.disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
+                    Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
+                })?;
                 let digest = need_hash.then(|| hex::encode(Sha256::digest(buf.as_ref())));
                 Ok((ChunkBytes::Data(buf.into_bytes()), digest))
             })
             .await
-            .context("chunk reader stopped")??
+            .map_err(|e| Error::invalid(format!("chunk reader stopped: {e}")))??
         };
 
         let digest = match (&bytes, computed) {
@@ -510,7 +516,11 @@ impl Job {
         let read = if zero { 0 } else { len };
 
         if let (Some(meta), Some(digest)) = (&existing, &digest) {
-            if self.holds(&key, meta, len, digest, true).await? {
+            let expected = ExpectedChunk {
+                len,
+                sha256: Some(digest),
+            };
+            if expected.held_by(&self.storage, &key, meta, true).await? {
                 return Ok(self.stored(len, digest.clone(), zero, read));
             }
         }
@@ -518,7 +528,7 @@ impl Job {
         if let Some(published) = &self.published {
             // Writing may only restore what the published manifest names.
             if published.chunk_sha256(index).is_none() || published.chunk_sha256(index) != digest {
-                bail!(
+                invalid!(
                     "chunk {index} differs from the already published {}; versions are immutable: \
                      publish under a new --image-version, or use --compute-version sha256",
                     self.destination.manifest_key()
@@ -533,8 +543,7 @@ impl Job {
             (ChunkBytes::Zero, Some(zero_objects)) => {
                 zero_objects
                     .write_zero(&self.storage.operator, &key, len, &meta)
-                    .await
-                    .map_err(|e| anyhow!("{e}"))?;
+                    .await?;
                 0
             }
             (ChunkBytes::Zero, None) => {
@@ -575,39 +584,181 @@ impl Job {
         }
     }
 
-    /// Whether `key` (described by `meta`) already holds this chunk: the right size and a
-    /// digest equal to `digest`, as recorded in its metadata or, with `read_back` when none is
-    /// recorded, found by reading the object back.
-    async fn holds(
-        &self,
-        key: &str,
-        meta: &aero_plugin_api::backend::opendal::Metadata,
-        len: u64,
-        digest: &str,
-        read_back: bool,
-    ) -> Result<bool> {
-        if meta.content_length() != len {
-            return Ok(false);
-        }
-        let stored = match recorded_digest(meta) {
-            Some(recorded) => recorded,
-            None if read_back => {
-                let bytes = self
-                    .storage
-                    .operator
-                    .read(key)
-                    .await
-                    .with_context(|| format!("reading back {key}"))?;
-                hex::encode(Sha256::digest(bytes.to_vec()))
-            }
-            None => return Ok(false),
-        };
-        Ok(stored == digest)
-    }
-
     /// The outcome of a chunk found already stored.
     fn stored(&self, len: u64, digest: String, zero: bool, read: u64) -> ChunkOutcome {
         self.progress.chunk_done(len);
         self.outcome(len, Some(digest), zero, read, 0, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use aero_plugin_api::backend::{build_storage, Settings};
+    use aero_plugin_api::{DiskInfo, Extent};
+
+    const CHUNK: u64 = 4096;
+
+    /// A disk in memory whose all-zero chunks are reported as zero extents.
+    struct MemDisk(Vec<u8>);
+
+    impl VirtualDisk for MemDisk {
+        fn capacity(&self) -> u64 {
+            self.0.len() as u64
+        }
+
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> aero_plugin_api::Result<()> {
+            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
+            Ok(())
+        }
+
+        fn block_status(&self, offset: u64, length: u64) -> aero_plugin_api::Result<Vec<Extent>> {
+            let bytes = &self.0[offset as usize..(offset + length) as usize];
+            let kind = if bytes.iter().all(|&b| b == 0) {
+                ExtentKind::Zero
+            } else {
+                ExtentKind::Data
+            };
+            Ok(vec![Extent::new(offset, length, kind)])
+        }
+
+        fn info(&self) -> DiskInfo {
+            DiskInfo::default()
+        }
+    }
+
+    /// Four chunks: data, zero, data, data (the last one short).
+    fn disk(seed: u8) -> Arc<dyn VirtualDisk> {
+        let mut bytes = vec![seed; (3 * CHUNK + 512) as usize];
+        bytes[CHUNK as usize..2 * CHUNK as usize].fill(0);
+        Arc::new(MemDisk(bytes))
+    }
+
+    fn plan(version: &str, compute: ComputeVersion) -> PublishPlan {
+        PublishPlan {
+            prefix: "images/disk/".into(),
+            image_id: None,
+            image_version: (compute == ComputeVersion::None).then(|| version.to_string()),
+            compute_version: compute,
+            publish_latest: true,
+            cache_control: CacheControls {
+                chunks: "no-transform".into(),
+                manifest: "no-transform".into(),
+                latest: "no-transform".into(),
+            },
+            chunk_size: CHUNK,
+            checksum: Checksum::Sha256,
+            concurrency: 2,
+            no_meta: false,
+            original_filename: "disk.raw".into(),
+        }
+    }
+
+    fn memory() -> Arc<Storage> {
+        Arc::new(build_storage(&backend_memory::MemoryBackend, &Settings::new()).unwrap())
+    }
+
+    async fn run(
+        storage: &Arc<Storage>,
+        disk: Arc<dyn VirtualDisk>,
+        plan: PublishPlan,
+    ) -> Result<PublishSummary> {
+        publish(Arc::clone(storage), disk, plan, Arc::new(NoProgress)).await
+    }
+
+    #[tokio::test]
+    async fn uploads_data_marks_zeros_and_skips_what_is_stored() {
+        let s = memory();
+        for compute in [ComputeVersion::None, ComputeVersion::Sha256] {
+            let first = run(&s, disk(7), plan("v1", compute)).await.unwrap();
+            assert_eq!(first.chunk_count, 4);
+            assert_eq!(first.zero_chunks, 1);
+            assert_eq!(first.skipped_chunks, 0);
+            // Zero chunks are never read from the disk.
+            let data = 2 * CHUNK + 512;
+            let hashing_pass = if compute == ComputeVersion::Sha256 {
+                data
+            } else {
+                0
+            };
+            assert_eq!(first.bytes_read, data + hashing_pass);
+            // Memory has no cheap zero objects: the zero chunk is written as bytes.
+            assert_eq!(first.bytes_uploaded, 3 * CHUNK + 512);
+            let key = &first.manifest_key;
+            let stored = read_limited(&s, key, MAX_MANIFEST_BYTES)
+                .await
+                .unwrap()
+                .unwrap();
+            let manifest = Manifest::parse(&stored, ManifestLimits::default()).unwrap();
+            let entries = manifest.chunks.unwrap();
+            assert!(entries[1].zero && !entries[0].zero);
+            assert_eq!(entries[3].size, Some(512));
+
+            // A re-run stores nothing new.
+            let again = run(&s, disk(7), plan("v1", compute)).await.unwrap();
+            assert_eq!(again.skipped_chunks, 4);
+            assert_eq!(again.bytes_uploaded, 0);
+            assert_eq!(again.version, first.version);
+        }
+    }
+
+    #[tokio::test]
+    async fn repairs_a_missing_chunk_but_never_changes_a_published_version() {
+        let s = memory();
+        let first = run(&s, disk(7), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap();
+        s.operator
+            .delete("images/disk/v1/chunks/00000002.bin")
+            .await
+            .unwrap();
+        let repaired = run(&s, disk(7), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap();
+        assert_eq!(repaired.skipped_chunks, 3);
+        assert_eq!(repaired.bytes_uploaded, CHUNK);
+        assert_eq!(repaired.manifest_key, first.manifest_key);
+
+        // Other bytes under the same version: refused, naming the chunk.
+        let err = run(&s, disk(9), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(
+            err.contains("chunk 0 differs") && err.contains("immutable"),
+            "{err}"
+        );
+        // Another geometry under the same version: refused before any chunk.
+        let mut other = plan("v1", ComputeVersion::None);
+        other.chunk_size = 2 * CHUNK;
+        let err = run(&s, disk(7), other).await.unwrap_err().chain();
+        assert!(
+            err.contains("already published") && err.contains("immutable"),
+            "{err}"
+        );
+        // A new version is fine.
+        let v2 = run(&s, disk(9), plan("v2", ComputeVersion::None))
+            .await
+            .unwrap();
+        assert_eq!(v2.skipped_chunks, 0);
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_options_and_sizes() {
+        let s = memory();
+        let mut bad = plan("v1", ComputeVersion::None);
+        bad.chunk_size = 1000;
+        assert!(run(&s, disk(1), bad)
+            .await
+            .unwrap_err()
+            .chain()
+            .contains("--chunk-size"));
+        let odd: Arc<dyn VirtualDisk> = Arc::new(MemDisk(vec![1; 1000]));
+        let err = run(&s, odd, plan("v1", ComputeVersion::None))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("not a multiple of 512"), "{err}");
     }
 }

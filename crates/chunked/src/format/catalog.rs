@@ -1,8 +1,8 @@
 //! The optional catalog of images (SPEC 3.4): `{"images":[...]}` or a bare array.
 
-use super::conditional::valid_etag;
-use super::ids::validate_id;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::invalid;
+use crate::layout::validate_id;
+use crate::{Error, Result};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -56,44 +56,67 @@ struct RawEntry {
 /// Checks a catalog `file` and turns it into an object key.
 pub fn file_key(file: &str) -> Result<String> {
     if file.is_empty() || file.len() > 512 || file.contains('\0') {
-        bail!("file '{file}' must be 1 to 512 bytes without NUL");
+        invalid!("file '{file}' must be 1 to 512 bytes without NUL");
     }
     if file.starts_with('/') || file.contains('\\') {
-        bail!("file '{file}' must be a relative path");
+        invalid!("file '{file}' must be a relative path");
     }
     let mut parts = Vec::new();
     for c in file.split('/') {
         match c {
             "" | "." => {}
-            ".." => bail!("file '{file}' must not contain '..'"),
+            ".." => invalid!("file '{file}' must not contain '..'"),
             c if c.contains(':') && parts.is_empty() => {
-                bail!("file '{file}' must be a relative path")
+                invalid!("file '{file}' must be a relative path")
             }
             c => parts.push(c),
         }
     }
     if parts.is_empty() {
-        bail!("file '{file}' names no object");
+        invalid!("file '{file}' names no object");
     }
     Ok(parts.join("/"))
 }
 
+/// Whether `raw` is an acceptable entity tag (SPEC 3.7 sanitisation).
+pub fn valid_etag(raw: &str) -> bool {
+    if raw.len() > 1056 || !raw.is_ascii() {
+        return false;
+    }
+    let t = raw.trim();
+    if t.len() > 1024 || t.bytes().any(|b| b.is_ascii_whitespace()) {
+        return false;
+    }
+    let quoted = t
+        .strip_prefix("W/")
+        .or_else(|| t.strip_prefix("w/"))
+        .unwrap_or(t);
+    quoted.len() >= 2
+        && quoted.starts_with('"')
+        && quoted.ends_with('"')
+        && !quoted[1..quoted.len() - 1].contains('"')
+        && t.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
 /// Parses and validates catalog bytes.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>> {
-    let shape: Shape = serde_json::from_slice(bytes).context("catalog is not valid JSON")?;
+    let shape: Shape = serde_json::from_slice(bytes).map_err(|source| Error::Json {
+        what: "catalog is not valid JSON".into(),
+        source,
+    })?;
     let raw = match shape {
         Shape::Wrapped { images } => images,
         Shape::Bare(v) => v,
     };
     if raw.is_empty() {
-        bail!("catalog lists no images");
+        invalid!("catalog lists no images");
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for r in raw {
         validate_id("image id", &r.id)?;
         if !seen.insert(r.id.clone()) {
-            bail!("catalog lists image '{}' twice", r.id);
+            invalid!("catalog lists image '{}' twice", r.id);
         }
         let key = r.file.as_deref().map(file_key).transpose()?;
         let chunked_version = match r.chunked_version.as_deref().map(str::trim) {
@@ -106,7 +129,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>> {
         let etag = match r.etag.as_deref() {
             Some(e) => {
                 if e.trim().is_empty() || !valid_etag(e) {
-                    bail!("image '{}': etag '{e}' is not a quoted entity tag", r.id);
+                    invalid!("image '{}': etag '{e}' is not a quoted entity tag", r.id);
                 }
                 Some(e.trim().to_string())
             }
@@ -114,11 +137,12 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>> {
         };
         let last_modified = match r.last_modified.as_deref() {
             Some(t) => {
-                let parsed = chrono::DateTime::parse_from_rfc3339(t.trim())
-                    .map_err(|e| anyhow!("image '{}': last_modified '{t}': {e}", r.id))?;
+                let parsed = chrono::DateTime::parse_from_rfc3339(t.trim()).map_err(|e| {
+                    Error::invalid(format!("image '{}': last_modified '{t}': {e}", r.id))
+                })?;
                 let ts = parsed.timestamp();
                 if ts < 0 {
-                    bail!("image '{}': last_modified '{t}' is before 1970", r.id);
+                    invalid!("image '{}': last_modified '{t}' is before 1970", r.id);
                 }
                 Some(
                     SystemTime::UNIX_EPOCH
@@ -145,6 +169,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_tags() {
+        assert!(valid_etag("\"abc\""));
+        assert!(valid_etag("W/\"abc\""));
+        assert!(!valid_etag("abc"));
+        assert!(!valid_etag("\"a\"b\""));
+        assert!(!valid_etag("\"a b\""));
+    }
 
     #[test]
     fn accepts_both_shapes_and_rejects_bad_entries() {

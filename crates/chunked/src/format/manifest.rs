@@ -1,7 +1,8 @@
 //! `manifest.json`: parsing, validation (SPEC 1.4) and serialisation.
 
 use super::{CHUNK_INDEX_WIDTH, CHUNK_MIME, MANIFEST_SCHEMA};
-use anyhow::{bail, Context, Result};
+use crate::error::invalid;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Largest chunk size readers accept (64 MiB).
@@ -95,13 +96,15 @@ impl Manifest {
     /// Parses and validates manifest bytes.
     pub fn parse(bytes: &[u8], limits: ManifestLimits) -> Result<Self> {
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            bail!(
+            invalid!(
                 "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} bytes allowed",
                 bytes.len()
             );
         }
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).context("manifest is not a valid v1 manifest")?;
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|source| Error::Json {
+            what: "manifest is not a valid v1 manifest".into(),
+            source,
+        })?;
         manifest.validate(limits)?;
         Ok(manifest)
     }
@@ -114,42 +117,42 @@ impl Manifest {
     /// Checks every rule of SPEC 1.4.
     pub fn validate(&self, limits: ManifestLimits) -> Result<()> {
         if self.schema != MANIFEST_SCHEMA {
-            bail!(
+            invalid!(
                 "manifest schema is '{}', expected '{MANIFEST_SCHEMA}'",
                 self.schema
             );
         }
         if self.image_id.trim().is_empty() {
-            bail!("manifest imageId is empty");
+            invalid!("manifest imageId is empty");
         }
         if self.version.trim().is_empty() {
-            bail!("manifest version is empty");
+            invalid!("manifest version is empty");
         }
         if self.mime_type.trim().is_empty() {
-            bail!("manifest mimeType is empty");
+            invalid!("manifest mimeType is empty");
         }
         if self.total_size == 0 || self.total_size % 512 != 0 {
-            bail!(
+            invalid!(
                 "manifest totalSize {} must be a positive multiple of 512",
                 self.total_size
             );
         }
         if self.chunk_size == 0 || self.chunk_size % 512 != 0 || self.chunk_size > MAX_CHUNK_SIZE {
-            bail!(
+            invalid!(
                 "manifest chunkSize {} must be a positive multiple of 512 and at most {MAX_CHUNK_SIZE}",
                 self.chunk_size
             );
         }
         let expected_count = self.total_size.div_ceil(self.chunk_size);
         if self.chunk_count == 0 || self.chunk_count > limits.max_chunks {
-            bail!(
+            invalid!(
                 "manifest chunkCount {} must be between 1 and {}",
                 self.chunk_count,
                 limits.max_chunks
             );
         }
         if self.chunk_count != expected_count {
-            bail!(
+            invalid!(
                 "manifest chunkCount {} does not match ceil(totalSize / chunkSize) = {expected_count}",
                 self.chunk_count
             );
@@ -159,14 +162,14 @@ impl Manifest {
             || self.chunk_index_width > 32
             || self.chunk_index_width < needed
         {
-            bail!(
+            invalid!(
                 "manifest chunkIndexWidth {} must be between {needed} and 32",
                 self.chunk_index_width
             );
         }
         if let Some(chunks) = &self.chunks {
             if chunks.len() as u64 != self.chunk_count {
-                bail!(
+                invalid!(
                     "manifest lists {} chunks but chunkCount is {}",
                     chunks.len(),
                     self.chunk_count
@@ -176,12 +179,12 @@ impl Manifest {
                 let expected = self.chunk_len(i as u64);
                 if let Some(size) = chunk.size {
                     if size != expected {
-                        bail!("manifest chunk {i} has size {size}, expected {expected}");
+                        invalid!("manifest chunk {i} has size {size}, expected {expected}");
                     }
                 }
                 if let Some(digest) = &chunk.sha256 {
                     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        bail!("manifest chunk {i} sha256 '{digest}' is not 64 hex digits");
+                        invalid!("manifest chunk {i} sha256 '{digest}' is not 64 hex digits");
                     }
                 }
             }
@@ -206,10 +209,14 @@ impl Manifest {
 
     /// The object name of chunk `index` relative to the manifest (`chunks/00000042.bin`).
     pub fn chunk_name(&self, index: u64) -> String {
-        format!(
-            "chunks/{index:0width$}.bin",
-            width = self.chunk_index_width as usize
-        )
+        crate::layout::chunk_name(index, self.chunk_index_width)
+    }
+
+    /// The index of the chunk whose file name (`00000042.bin`) is the canonical one of this
+    /// manifest: the right width and an index below `chunkCount`.
+    pub fn chunk_index(&self, file_name: &str) -> Option<u64> {
+        crate::layout::parse_chunk_file_name(file_name, self.chunk_index_width)
+            .filter(|&index| index < self.chunk_count)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `meta.json`: the publisher's side-car beside the manifest.
 
 use super::Manifest;
-use anyhow::{bail, Context, Result};
+use crate::error::invalid;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// The side-car written unless `--no-meta` (SPEC 1.5).
@@ -25,7 +26,10 @@ pub struct Meta {
 impl Meta {
     /// Parses meta bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).context("meta.json is not valid")
+        serde_json::from_slice(bytes).map_err(|source| Error::Json {
+            what: "meta.json is not valid".into(),
+            source,
+        })
     }
 
     /// Pretty JSON.
@@ -41,7 +45,7 @@ impl Meta {
             ("chunkCount", self.chunk_count, manifest.chunk_count),
         ] {
             if meta != man {
-                bail!("meta.json {name} is {meta} but the manifest says {man}");
+                invalid!("meta.json {name} is {meta} but the manifest says {man}");
             }
         }
         Ok(())

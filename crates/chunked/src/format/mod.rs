@@ -1,16 +1,12 @@
-//! The Aero chunked disk image format v1: `manifest.json`, `meta.json`, `latest.json`, the
-//! object layout and the HTTP metadata of published objects.
+//! The documents of the Aero chunked disk image format v1 (`manifest.json`, `meta.json`,
+//! `latest.json`, and the optional catalog of images) with every rule of the specification.
 
+pub mod catalog;
 mod latest;
-mod layout;
 mod manifest;
 mod meta;
 
 pub use latest::{Latest, MAX_LATEST_BYTES};
-pub use layout::{
-    check_prefix, chunk_key, normalize_prefix, resolve_destination, Destination,
-    DestinationRequest, ObjectKind,
-};
 pub use manifest::{
     ChunkEntry, Manifest, ManifestLimits, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };

@@ -1,0 +1,3 @@
+//! Integration tests of `aero-chunked`: one binary, one module per area.
+
+mod storage;
