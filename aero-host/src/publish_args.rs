@@ -15,6 +15,9 @@ pub enum ComputeVersion {
     None,
     /// `sha256-<digest of the whole disk>`.
     Sha256,
+    /// `mh1-<digest of the chunk list>`: authenticates the manifest, zero chunks never read.
+    #[serde(rename = "manifest-sha256")]
+    ManifestSha256,
 }
 
 impl From<ComputeVersion> for publish::ComputeVersion {
@@ -22,6 +25,7 @@ impl From<ComputeVersion> for publish::ComputeVersion {
         match value {
             ComputeVersion::None => publish::ComputeVersion::None,
             ComputeVersion::Sha256 => publish::ComputeVersion::Sha256,
+            ComputeVersion::ManifestSha256 => publish::ComputeVersion::ManifestSha256,
         }
     }
 }

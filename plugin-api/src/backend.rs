@@ -52,6 +52,25 @@ pub struct Storage {
     pub description: String,
     /// A cheap way to create all-zero objects, when the backend has one.
     pub zero_objects: Option<Arc<dyn ZeroObjects>>,
+    /// Writes made durable by one barrier instead of one sync each, for backends whose
+    /// writes are not durable when they return (`fs`); `None` when every acknowledged write
+    /// is durable already (S3) or durability means nothing (memory).
+    pub durability: Option<Arc<dyn Durability>>,
+}
+
+/// Deferred durability: objects written without a sync each, then made durable together.
+///
+/// Objects written through [`Durability::write`] and [`ZeroObjects::write_zero`] are complete
+/// under their final name when the call returns (a reader never sees half an object), but may
+/// be lost by a machine crash until a [`Durability::sync`] naming them has returned.
+#[async_trait]
+pub trait Durability: Send + Sync {
+    /// Writes `bytes` to `key` with `meta`, without waiting for it to be durable.
+    async fn write(&self, key: &str, bytes: opendal::Buffer, meta: &ObjectMeta) -> Result<()>;
+
+    /// The barrier: when this returns, the objects at `keys` (bytes, metadata and names) are
+    /// durable, however they were written.
+    async fn sync(&self, keys: &[String]) -> Result<()>;
 }
 
 /// Creates all-zero objects without uploading their bytes (a sparse file, a server-side copy).

@@ -15,7 +15,8 @@
 
 use crate::error::invalid;
 use crate::format::{
-    sha256_hex, Latest, Manifest, ManifestLimits, MAX_LATEST_BYTES, MAX_MANIFEST_BYTES,
+    sha256_hex, Latest, Manifest, ManifestLimits, MANIFEST_VERSION_PREFIX, MAX_LATEST_BYTES,
+    MAX_MANIFEST_BYTES,
 };
 use crate::layout::{
     latest_key, manifest_key, normalize_prefix, resolve_destination, DestinationRequest,
@@ -132,6 +133,8 @@ pub async fn resolve(locator: Locator, limits: ManifestLimits) -> Result<Resolve
                 .ok_or_else(|| Error::Http(format!("manifest {url} not found (404)")))?;
             let manifest =
                 Manifest::parse(&bytes, limits).with_context(|| format!("checking {url}"))?;
+            let dir = url.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+            check_directory_version(url.as_str(), &manifest, dir)?;
             Ok(Resolved {
                 manifest,
                 location: url.to_string(),
@@ -144,6 +147,13 @@ pub async fn resolve(locator: Locator, limits: ManifestLimits) -> Result<Resolve
             let manifest = Manifest::parse(&bytes, limits)
                 .with_context(|| format!("checking {}", path.display()))?;
             let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+            if let Some(name) = dir.file_name() {
+                check_directory_version(
+                    &path.display().to_string(),
+                    &manifest,
+                    &name.to_string_lossy(),
+                )?;
+            }
             Ok(Resolved {
                 manifest,
                 location: path.display().to_string(),
@@ -175,6 +185,7 @@ async fn from_storage(
             ))
         })?;
     let manifest = Manifest::parse(&bytes, limits).with_context(|| format!("checking {key}"))?;
+    check_directory_version(&key, &manifest, dir)?;
     if at_location {
         let segments: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
         if let [.., id, version] = segments[..] {
@@ -194,6 +205,20 @@ async fn from_storage(
             pointer,
         }),
     })
+}
+
+/// A manifest in a directory named by a version that authenticates manifests (`mh1-…`) has
+/// that version, which its own content was checked against when it was parsed: so a manifest
+/// of another version copied into the directory is refused too.
+fn check_directory_version(location: &str, manifest: &Manifest, dir: &str) -> Result<()> {
+    let named = dir.rsplit('/').find(|s| !s.is_empty()).unwrap_or_default();
+    if named.starts_with(MANIFEST_VERSION_PREFIX) && named != manifest.version {
+        invalid!(
+            "{location} is in the directory of version {named} but names version '{}'",
+            manifest.version
+        );
+    }
+    Ok(())
 }
 
 /// A manifest's image id and version are those of its location.

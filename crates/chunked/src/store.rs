@@ -87,6 +87,40 @@ pub async fn put(
     Ok(())
 }
 
+/// Writes like [`put`], but where the backend defers durability ([`Storage::durability`]),
+/// without waiting for the object to be durable: a later [`sync`] naming `key` does that.
+pub async fn put_deferred(
+    storage: &Storage,
+    key: &str,
+    bytes: impl Into<opendal::Buffer>,
+    meta: &ObjectMeta,
+) -> Result<()> {
+    match &storage.durability {
+        Some(durability) => Ok(durability.write(key, bytes.into(), meta).await?),
+        None => put(storage, key, bytes, meta).await,
+    }
+}
+
+/// The durability barrier: when it returns, the objects at `keys` survive a crash (nothing
+/// to wait for where every acknowledged write is durable).
+pub async fn sync(storage: &Storage, keys: &[String]) -> Result<()> {
+    match &storage.durability {
+        Some(durability) => Ok(durability.sync(keys).await?),
+        None => Ok(()),
+    }
+}
+
+/// Writes `key` and makes it durable before returning.
+pub async fn put_durable(
+    storage: &Storage,
+    key: &str,
+    bytes: impl Into<opendal::Buffer>,
+    meta: &ObjectMeta,
+) -> Result<()> {
+    put_deferred(storage, key, bytes, meta).await?;
+    sync(storage, &[key.to_string()]).await
+}
+
 /// A hint for errors that mean the credentials were refused.
 fn access_hint(e: &opendal::Error) -> &'static str {
     if e.kind() == opendal::ErrorKind::PermissionDenied {

@@ -30,6 +30,7 @@ impl StorageBackend for MemoryBackend {
             operator,
             description: "memory:".to_string(),
             zero_objects: None,
+            durability: None,
         })
     }
 }

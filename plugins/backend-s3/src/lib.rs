@@ -104,6 +104,8 @@ impl StorageBackend for S3Backend {
                 format!("s3://{bucket}/{root_shown}")
             },
             zero_objects: Some(Arc::new(ZeroCopies::default())),
+            // An acknowledged PUT is durable.
+            durability: None,
         })
     }
 }

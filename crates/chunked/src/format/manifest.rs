@@ -12,6 +12,44 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
 /// Default largest chunk count.
 pub const DEFAULT_MAX_CHUNKS: u64 = 500_000;
 
+/// The prefix of a version that authenticates its manifest ([`manifest_version`]).
+pub const MANIFEST_VERSION_PREFIX: &str = "mh1-";
+
+/// The first line of the text [`manifest_version`] digests.
+const MANIFEST_VERSION_DOMAIN: &str = "aero.chunked-disk-image.manifest-digest.v1";
+
+/// The version `mh1-<hex>` that authenticates a manifest: the sha256 of the UTF-8 text
+///
+/// ```text
+/// aero.chunked-disk-image.manifest-digest.v1\n
+/// totalSize <totalSize>\n
+/// chunkSize <chunkSize>\n
+/// chunkCount <chunkCount>\n
+/// <size of chunk 0> <lowercase hex sha256 of chunk 0>\n
+/// … one line per chunk, in index order
+/// ```
+///
+/// (decimal integers). Any change of geometry, of a chunk's size or of its digest changes it.
+pub fn manifest_version<'a>(
+    total_size: u64,
+    chunk_size: u64,
+    chunks: impl ExactSizeIterator<Item = (u64, &'a str)>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "{MANIFEST_VERSION_DOMAIN}\ntotalSize {total_size}\nchunkSize {chunk_size}\nchunkCount {}\n",
+        chunks.len()
+    ));
+    for (size, sha256) in chunks {
+        hasher.update(format!("{size} {}\n", sha256.to_ascii_lowercase()));
+    }
+    format!(
+        "{MANIFEST_VERSION_PREFIX}{}",
+        hex::encode(hasher.finalize())
+    )
+}
+
 /// One chunk's entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkEntry {
@@ -188,6 +226,40 @@ impl Manifest {
                     }
                 }
             }
+        }
+        if self.version.starts_with(MANIFEST_VERSION_PREFIX) {
+            self.authenticate()?;
+        }
+        Ok(())
+    }
+
+    /// Checks a manifest whose version is `mh1-…` against it: the version is the digest of
+    /// the geometry and every chunk's size and sha256 ([`manifest_version`]), so a manifest
+    /// changed in any of them is refused before any chunk is fetched.
+    fn authenticate(&self) -> Result<()> {
+        let version = &self.version;
+        let chunks = self.chunks.as_deref().unwrap_or_default();
+        if chunks.len() as u64 != self.chunk_count {
+            invalid!("manifest version {version} needs the chunk list it authenticates");
+        }
+        if let Some(i) = chunks.iter().position(|c| c.sha256.is_none()) {
+            invalid!("manifest version {version} authenticates chunk digests, but chunk {i} has no sha256");
+        }
+        let actual = manifest_version(
+            self.total_size,
+            self.chunk_size,
+            chunks.iter().enumerate().map(|(i, c)| {
+                (
+                    self.chunk_len(i as u64),
+                    c.sha256.as_deref().unwrap_or_default(),
+                )
+            }),
+        );
+        if &actual != version {
+            invalid!(
+                "manifest does not match its version {version} (its geometry and chunk digests give {actual}): \
+                 it was altered or belongs to another version"
+            );
         }
         Ok(())
     }

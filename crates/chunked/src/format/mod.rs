@@ -8,7 +8,8 @@ mod meta;
 
 pub use latest::{Latest, MAX_LATEST_BYTES};
 pub use manifest::{
-    ChunkEntry, Manifest, ManifestLimits, DEFAULT_MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
+    manifest_version, ChunkEntry, Manifest, ManifestLimits, DEFAULT_MAX_CHUNKS,
+    MANIFEST_VERSION_PREFIX, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };
 pub use meta::Meta;
 

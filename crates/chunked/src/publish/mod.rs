@@ -5,11 +5,14 @@ mod buffers;
 
 use crate::error::invalid;
 use crate::format::{
-    ChunkEntry, Latest, Manifest, ManifestLimits, Meta, MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
+    manifest_version, ChunkEntry, Latest, Manifest, ManifestLimits, Meta, MANIFEST_VERSION_PREFIX,
+    MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES,
 };
 use crate::layout::{chunk_key, resolve_destination, Destination, DestinationRequest, ObjectKind};
 use crate::progress::Progress;
-use crate::store::{put, read_limited, stat, CacheControls, ExpectedChunk};
+use crate::store::{
+    put_deferred, put_durable, read_limited, stat, sync, CacheControls, ExpectedChunk,
+};
 use crate::{Context, Error, Result};
 use aero_plugin_api::backend::{ObjectMeta, Storage};
 use aero_plugin_api::{ExtentKind, VirtualDisk};
@@ -32,6 +35,10 @@ pub enum ComputeVersion {
     None,
     /// `sha256-<digest of the whole disk>`.
     Sha256,
+    /// `mh1-<digest of the geometry and every chunk's size and sha256>`
+    /// ([`crate::format::manifest_version`]): it authenticates the manifest, and costs one
+    /// hash per data chunk (zero chunks are never read).
+    ManifestSha256,
 }
 
 /// Per-chunk digests in the manifest.
@@ -92,6 +99,11 @@ impl PublishPlan {
         }
         if self.concurrency == 0 {
             invalid!("--concurrency must be at least 1");
+        }
+        if self.compute_version == ComputeVersion::ManifestSha256
+            && self.checksum != Checksum::Sha256
+        {
+            invalid!("--compute-version manifest-sha256 needs --checksum sha256: the version authenticates the chunk digests");
         }
         crate::layout::check_prefix(&self.prefix)?;
         self.cache_control.validate()
@@ -225,6 +237,27 @@ pub async fn publish(
             bytes_read += read;
             (Some(version), Some(digests))
         }
+        ComputeVersion::ManifestSha256 => {
+            let (digests, read) = hash_chunks(
+                Arc::clone(&disk),
+                total_size,
+                plan.chunk_size,
+                plan.concurrency,
+                Arc::clone(&zero_digests),
+                progress.as_ref(),
+            )
+            .await?;
+            bytes_read += read;
+            let version = manifest_version(
+                total_size,
+                plan.chunk_size,
+                digests.iter().enumerate().map(|(i, d)| {
+                    let offset = i as u64 * plan.chunk_size;
+                    (plan.chunk_size.min(total_size - offset), d.sha256.as_str())
+                }),
+            );
+            (Some(version), Some(digests))
+        }
     };
     let destination = resolve_destination(&DestinationRequest {
         prefix: &plan.prefix,
@@ -232,6 +265,14 @@ pub async fn publish(
         image_version: plan.image_version.as_deref(),
         computed_version: computed_version.as_deref(),
     })?;
+    if destination.version.starts_with(MANIFEST_VERSION_PREFIX)
+        && plan.compute_version != ComputeVersion::ManifestSha256
+    {
+        invalid!(
+            "version '{}': versions starting with {MANIFEST_VERSION_PREFIX} are computed by --compute-version manifest-sha256",
+            destination.version
+        );
+    }
     let published = published_manifest(&storage, &destination, total_size, plan.chunk_size).await?;
     progress.start_upload(
         total_size,
@@ -296,6 +337,13 @@ pub async fn publish(
     }
     progress.finish_upload();
 
+    // The barrier: every chunk the manifest names is durable before the manifest is written,
+    // including chunks an interrupted earlier run left behind without a sync.
+    let chunk_keys: Vec<String> = (0..chunk_count)
+        .map(|index| chunk_key(&destination.version_prefix, index))
+        .collect();
+    sync(&storage, &chunk_keys).await?;
+
     let manifest = Manifest::new(
         &destination.image_id,
         &destination.version,
@@ -304,7 +352,7 @@ pub async fn publish(
         entries,
     );
     let cc = &plan.cache_control;
-    put(
+    put_durable(
         &storage,
         &destination.manifest_key(),
         manifest.to_json(),
@@ -320,7 +368,7 @@ pub async fn publish(
             chunk_count,
             checksum_algorithm: plan.checksum.name().to_string(),
         };
-        put(
+        put_durable(
             &storage,
             &destination.meta_key(),
             meta.to_json(),
@@ -334,7 +382,7 @@ pub async fn publish(
             &destination.version,
             &destination.manifest_key(),
         );
-        put(
+        put_durable(
             &storage,
             &destination.latest_key(),
             latest.to_json(),
@@ -444,6 +492,60 @@ fn hash_disk(
     })
 }
 
+/// Every chunk's digest, `concurrency` chunks at a time on blocking threads; zero chunks are
+/// never read. Returns the digests and the bytes read.
+async fn hash_chunks(
+    disk: Arc<dyn VirtualDisk>,
+    total: u64,
+    chunk_size: u64,
+    concurrency: usize,
+    zero_digests: Arc<ZeroDigests>,
+    progress: &dyn Progress,
+) -> Result<(Vec<ChunkDigest>, u64)> {
+    progress.start_hashing(total);
+    let buffers = BufferPool::new(chunk_size as usize);
+    let hashed: Vec<(ChunkDigest, u64)> = stream::iter(0..total.div_ceil(chunk_size))
+        .map(|index| {
+            let (disk, buffers, zero_digests) = (
+                Arc::clone(&disk),
+                Arc::clone(&buffers),
+                Arc::clone(&zero_digests),
+            );
+            let offset = index * chunk_size;
+            let len = chunk_size.min(total - offset);
+            let task = tokio::task::spawn_blocking(move || -> Result<(ChunkDigest, u64)> {
+                if is_zero_range(disk.as_ref(), offset, len)? {
+                    let sha256 = zero_digests.get(len);
+                    return Ok((ChunkDigest { sha256, zero: true }, 0));
+                }
+                let mut buf = buffers.take(len as usize);
+                disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
+                    Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
+                })?;
+                let sha256 = hex::encode(Sha256::digest(buf.as_ref()));
+                Ok((
+                    ChunkDigest {
+                        sha256,
+                        zero: false,
+                    },
+                    len,
+                ))
+            });
+            async move {
+                let hashed = task
+                    .await
+                    .map_err(|e| Error::invalid(format!("chunk hasher stopped: {e}")))??;
+                progress.hashed(len);
+                Ok::<_, Error>(hashed)
+            }
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await?;
+    let read = hashed.iter().map(|(_, read)| read).sum();
+    Ok((hashed.into_iter().map(|(d, _)| d).collect(), read))
+}
+
 /// Whether the format reports `[offset, offset+len)` as entirely zero.
 fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> {
     Ok(disk
@@ -547,11 +649,11 @@ impl Job {
                 0
             }
             (ChunkBytes::Zero, None) => {
-                put(&self.storage, &key, vec![0u8; len as usize], &meta).await?;
+                put_deferred(&self.storage, &key, vec![0u8; len as usize], &meta).await?;
                 len
             }
             (ChunkBytes::Data(buf), _) => {
-                put(&self.storage, &key, buf, &meta).await?;
+                put_deferred(&self.storage, &key, buf, &meta).await?;
                 len
             }
         };
