@@ -350,3 +350,68 @@ fn bad_verify_flags_are_refused() {
         &["chunkCount"],
     );
 }
+
+#[test]
+fn a_manifest_altered_under_its_manifest_sha256_version_is_refused_before_any_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    patterned_image(&raw, COUNT * CHUNK, CHUNK, &[0, 1, 2, 5]);
+    let root = dir.path().join("store");
+    let storage = format!("fs:{}", root.display());
+    let publish = |image: &Path| {
+        json(&ok(run(&[
+            "--storage",
+            &storage,
+            "publish",
+            "--file",
+            image.to_str().unwrap(),
+            "--prefix",
+            "images/disk/",
+            "--compute-version",
+            "manifest-sha256",
+            "--publish-latest",
+            "--chunk-size",
+            &CHUNK.to_string(),
+            "--json",
+        ])))
+    };
+    let version = publish(&raw)["version"].as_str().unwrap().to_string();
+    assert!(
+        version.starts_with("mh1-") && version.len() == 68,
+        "{version}"
+    );
+    let verify = |args: &[&str]| {
+        let mut all = vec!["--storage", &storage, "verify"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    ok(verify(&["--prefix", "images/disk/"]));
+
+    // One digest edited, and no chunk left to fetch: the manifest alone is refused.
+    let version_dir = root.join(format!("images/disk/{version}"));
+    let path = version_dir.join("manifest.json");
+    let mut m = manifest(&path);
+    m["chunks"][3]["sha256"] = "0".repeat(64).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::remove_dir_all(version_dir.join("chunks")).unwrap();
+    let key = format!("images/disk/{version}/manifest.json");
+    for out in [
+        verify(&["--prefix", "images/disk/"]),
+        verify(&["--manifest-key", &key]),
+        run(&["verify", "--manifest-file", path.to_str().unwrap()]),
+    ] {
+        let all = fails_with(&out, &["does not match its version", &version]);
+        assert!(!all.contains("bad chunk"), "{all}");
+    }
+
+    // A genuine manifest of another version put in its place is refused too.
+    let other = dir.path().join("other.raw");
+    patterned_image(&other, COUNT * CHUNK, CHUNK, &[0, 3]);
+    let other_version = publish(&other)["version"].as_str().unwrap().to_string();
+    let other_dir = root.join(format!("images/disk/{other_version}"));
+    std::fs::copy(other_dir.join("manifest.json"), &path).unwrap();
+    fails_with(
+        &verify(&["--manifest-key", &key]),
+        &["directory of version", &version],
+    );
+}

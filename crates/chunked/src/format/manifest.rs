@@ -383,6 +383,74 @@ mod tests {
         m.validate(limits).unwrap();
     }
 
+    /// `sample()` under the `mh1-` version of its own chunk list.
+    fn authenticated() -> Manifest {
+        let mut m = sample();
+        let chunks = m.chunks.clone().unwrap();
+        m.version = manifest_version(
+            m.total_size,
+            m.chunk_size,
+            chunks
+                .iter()
+                .map(|c| (c.size.unwrap(), c.sha256.as_deref().unwrap())),
+        );
+        m
+    }
+
+    #[test]
+    fn the_manifest_version_covers_every_digest_size_and_the_geometry() {
+        let m = authenticated();
+        assert!(m.version.starts_with("mh1-") && m.version.len() == 4 + 64);
+        m.validate(ManifestLimits::default()).unwrap();
+        let version = |sizes: &[u64], digests: &[&str], total: u64, chunk: u64| {
+            manifest_version(
+                total,
+                chunk,
+                sizes.iter().copied().zip(digests.iter().copied()),
+            )
+        };
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let base = version(&[4096, 4096, 2048], &[&a, &b, &c], 10240, 4096);
+        assert_eq!(base, m.version);
+        let d = "d".repeat(64);
+        for other in [
+            version(&[4096, 4096, 2048], &[&a, &d, &c], 10240, 4096),
+            version(&[4096, 4096, 2048], &[&a, &c, &b], 10240, 4096),
+            version(&[4096, 4096, 1536], &[&a, &b, &c], 10240, 4096),
+            version(&[4096, 4096, 2048], &[&a, &b, &c], 10752, 4096),
+            version(&[4096, 4096, 2048], &[&a, &b, &c], 10240, 8192),
+            version(&[4096, 4096], &[&a, &b], 10240, 4096),
+        ] {
+            assert_ne!(other, base);
+        }
+        // Digests are compared as lowercase hex.
+        let upper = c.to_ascii_uppercase();
+        assert_eq!(
+            version(&[4096, 4096, 2048], &[&a, &b, &upper], 10240, 4096),
+            base
+        );
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_match_its_version_is_refused() {
+        let limits = ManifestLimits::default();
+        let mut m = authenticated();
+        m.chunks.as_mut().unwrap()[1].sha256 = Some("e".repeat(64));
+        let err = m.validate(limits).unwrap_err().to_string();
+        assert!(err.contains("does not match its version"), "{err}");
+        let mut m = authenticated();
+        m.chunks.as_mut().unwrap()[0].sha256 = None;
+        let err = m.validate(limits).unwrap_err().to_string();
+        assert!(err.contains("chunk 0 has no sha256"), "{err}");
+        let mut m = authenticated();
+        m.chunks = None;
+        assert!(m.validate(limits).is_err());
+        // Other versions are opaque, as before.
+        let mut m = sample();
+        m.version = "sha256-".to_string() + &"0".repeat(64);
+        m.validate(limits).unwrap();
+    }
+
     #[test]
     fn names_chunks_with_the_index_width() {
         let mut m = sample();

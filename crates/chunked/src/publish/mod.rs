@@ -846,6 +846,103 @@ mod tests {
         assert_eq!(v2.skipped_chunks, 0);
     }
 
+    /// An 8 GiB disk holding data only in `data` chunks of 4 MiB, whose reads of anything
+    /// else fail: zero chunks must never be read.
+    struct SparseDisk {
+        data: Vec<u64>,
+    }
+
+    const BIG_CHUNK: u64 = 4 * 1024 * 1024;
+
+    impl VirtualDisk for SparseDisk {
+        fn capacity(&self) -> u64 {
+            8 << 30
+        }
+
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> aero_plugin_api::Result<()> {
+            let index = offset / BIG_CHUNK;
+            if !self.data.contains(&index) || buf.len() as u64 > BIG_CHUNK - offset % BIG_CHUNK {
+                return Err(aero_plugin_api::Error::io(format!(
+                    "read of {} bytes at {offset} outside the data",
+                    buf.len()
+                )));
+            }
+            buf.fill(index as u8 + 1);
+            Ok(())
+        }
+
+        fn block_status(&self, offset: u64, length: u64) -> aero_plugin_api::Result<Vec<Extent>> {
+            let kind = if self.data.contains(&(offset / BIG_CHUNK)) {
+                ExtentKind::Data
+            } else {
+                ExtentKind::Zero
+            };
+            Ok(vec![Extent::new(offset, length, kind)])
+        }
+
+        fn info(&self) -> DiskInfo {
+            DiskInfo::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_manifest_version_mode_never_reads_zero_chunks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::new();
+        settings.insert("root".into(), dir.path().to_string_lossy().into_owned());
+        let s = Arc::new(build_storage(&backend_fs::FsBackend, &settings).unwrap());
+        let disk: Arc<dyn VirtualDisk> = Arc::new(SparseDisk {
+            data: vec![0, 7, 2047],
+        });
+        let mut p = plan("", ComputeVersion::ManifestSha256);
+        p.chunk_size = BIG_CHUNK;
+        p.concurrency = 4;
+        let first = run(&s, Arc::clone(&disk), p.clone()).await.unwrap();
+        assert!(
+            first.version.starts_with(MANIFEST_VERSION_PREFIX),
+            "{first:?}"
+        );
+        assert_eq!(first.chunk_count, 2048);
+        assert_eq!(first.zero_chunks, 2045);
+        // Data chunks are read twice (hashed, then uploaded); zero chunks never.
+        assert_eq!(first.bytes_read, 2 * 3 * BIG_CHUNK);
+        assert_eq!(first.bytes_uploaded, 3 * BIG_CHUNK);
+        let stored = read_limited(&s, &first.manifest_key, MAX_MANIFEST_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let manifest = Manifest::parse(&stored, ManifestLimits::default()).unwrap();
+        assert_eq!(manifest.version, first.version);
+        // Zero objects cost no data blocks and share one inode.
+        let version_dir = dir
+            .path()
+            .join(first.manifest_key.trim_end_matches("manifest.json"));
+        let zero = |i: u64| std::fs::metadata(version_dir.join(crate::layout::chunk_name(i, 8)));
+        let (a, b) = (zero(1).unwrap(), zero(2046).unwrap());
+        assert_eq!((a.len(), a.blocks()), (BIG_CHUNK, 0));
+        assert_eq!(a.ino(), b.ino());
+        // A re-run computes the same version and finds everything stored.
+        let again = run(&s, disk, p).await.unwrap();
+        assert_eq!(again.version, first.version);
+        assert_eq!((again.skipped_chunks, again.bytes_uploaded), (2048, 0));
+    }
+
+    #[tokio::test]
+    async fn the_manifest_version_needs_digests_and_is_never_given_by_hand() {
+        let s = memory();
+        let mut p = plan("", ComputeVersion::ManifestSha256);
+        p.checksum = Checksum::None;
+        let err = run(&s, disk(1), p).await.unwrap_err().chain();
+        assert!(err.contains("--checksum sha256"), "{err}");
+        let forged = format!("{MANIFEST_VERSION_PREFIX}{}", "0".repeat(64));
+        let err = run(&s, disk(1), plan(&forged, ComputeVersion::None))
+            .await
+            .unwrap_err()
+            .chain();
+        assert!(err.contains("manifest-sha256"), "{err}");
+    }
+
     #[tokio::test]
     async fn refuses_bad_options_and_sizes() {
         let s = memory();
