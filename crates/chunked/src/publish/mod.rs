@@ -867,7 +867,7 @@ mod tests {
                     buf.len()
                 )));
             }
-            buf.fill(index as u8 + 1);
+            buf.fill((index % 251) as u8 + 1);
             Ok(())
         }
 
