@@ -1,35 +1,77 @@
-//! The TOML config of `aero-host run`: storage, plugins and jobs, with environment overrides.
+//! Configuration layering, in one place: a flag beats its environment variable (clap `env`
+//! attributes), which beats the config file, which beats the default (the clap attributes of
+//! [`crate::cli`]). The config file of `aero-host run` is read as typed TOML: every error names
+//! the file, and the key and line the toml crate's spans point at.
 
-use crate::publish_args::PublishArgs;
+use crate::cli::{Checksum, ComputeVersion, PublishArgs, S3Flags};
 use aero_plugin_host::storage::StorageSpec;
 use aero_plugin_host::PluginSet;
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 /// Environment variables `AERO_BACKEND_<KEY>` override `[storage]` keys (`AERO_BACKEND_TYPE`,
 /// `AERO_BACKEND_ROOT`, `AERO_BACKEND_BUCKET`, `AERO_BACKEND_ENDPOINT`, ...).
 pub const STORAGE_ENV_PREFIX: &str = "AERO_BACKEND_";
 
-/// The whole config file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The storage a command uses: `--storage` (or `AERO_STORAGE`), else the S3 shorthands, else
+/// the config's `[storage]`.
+pub fn pick_storage(
+    cli_storage: Option<&str>,
+    s3: Option<StorageSpec>,
+    configured: Option<StorageSpec>,
+) -> Result<StorageSpec> {
+    match (cli_storage, s3) {
+        (Some(_), Some(_)) => bail!("--storage and --bucket are mutually exclusive"),
+        (Some(uri), None) => Ok(StorageSpec::parse_uri(uri)?),
+        (None, Some(spec)) => Ok(spec),
+        (None, None) => configured.ok_or_else(|| {
+            anyhow!("no storage given: pass --storage fs:PATH|memory:|s3://BUCKET..., or --bucket, or a [storage] table in the config")
+        }),
+    }
+}
+
+impl S3Flags {
+    /// The `s3` storage the shorthands select, or `None` without `--bucket`.
+    pub fn spec(&self) -> Result<Option<StorageSpec>> {
+        let Some(bucket) = &self.bucket else {
+            if self.endpoint.is_some() || self.force_path_style || self.region.is_some() {
+                bail!("--endpoint, --force-path-style and --region need --bucket");
+            }
+            return Ok(None);
+        };
+        let mut settings = BTreeMap::new();
+        settings.insert("bucket".to_string(), bucket.clone());
+        if let Some(e) = &self.endpoint {
+            settings.insert("endpoint".to_string(), e.clone());
+        }
+        if self.force_path_style {
+            settings.insert("force_path_style".to_string(), "true".to_string());
+        }
+        if let Some(r) = &self.region {
+            settings.insert("region".to_string(), r.clone());
+        }
+        Ok(Some(StorageSpec {
+            kind: "s3".to_string(),
+            settings,
+        }))
+    }
+}
+
+/// The config of `aero-host run`, resolved: paths made absolute, environment applied.
+#[derive(Debug)]
 pub struct Config {
-    /// `[storage]`: `type` plus the backend's settings.
-    #[serde(default)]
-    pub storage: BTreeMap<String, toml::Spanned<toml::Value>>,
+    /// `[storage]`: `type` plus the backend's settings, with where each was set.
+    pub storage: BTreeMap<String, Spanned<toml::Value>>,
     /// `[plugins]`.
-    #[serde(default)]
     pub plugins: PluginsConfig,
     /// `[[publish]]` jobs.
-    #[serde(default)]
     pub publish: Vec<PublishJob>,
     /// `[serve]`: serve the storage over HTTP after the jobs.
-    #[serde(default)]
     pub serve: Option<crate::serve::ServeArgs>,
     /// The file it was read from and its text, for messages.
-    #[serde(skip)]
     source: (PathBuf, String),
 }
 
@@ -47,22 +89,101 @@ pub struct PluginsConfig {
     pub prefer_library: Vec<String>,
 }
 
-/// One `[[publish]]` entry: every publish option, plus what to verify afterwards.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[publish]]` job: the publish options, plus what to verify afterwards.
+#[derive(Debug)]
 pub struct PublishJob {
     /// The publish options.
-    #[serde(flatten)]
     pub args: PublishArgs,
     /// Verify after publishing (default true).
-    #[serde(default = "yes")]
     pub verify: bool,
     /// Verify only this many random chunks plus the last one.
     pub verify_chunk_sample: Option<u64>,
 }
 
-fn yes() -> bool {
-    true
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    storage: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    plugins: PluginsConfig,
+    #[serde(default)]
+    publish: Vec<Spanned<PublishEntry>>,
+    #[serde(default)]
+    serve: Option<crate::serve::ServeArgs>,
+}
+
+/// A `[[publish]]` entry as written: a key per flag of `publish` (unset keys take the flag's
+/// default), plus `verify` and `verify_chunk_sample`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishEntry {
+    file: Option<PathBuf>,
+    format: Option<String>,
+    allow_backing: Option<bool>,
+    backing_roots: Option<Vec<PathBuf>>,
+    prefix: Option<String>,
+    image_id: Option<String>,
+    image_version: Option<String>,
+    compute_version: Option<ComputeVersion>,
+    publish_latest: Option<bool>,
+    cache_control_chunks: Option<String>,
+    cache_control_manifest: Option<String>,
+    cache_control_latest: Option<String>,
+    chunk_size: Option<u64>,
+    checksum: Option<Checksum>,
+    concurrency: Option<usize>,
+    retries: Option<usize>,
+    no_meta: Option<bool>,
+    #[serde(default, deserialize_with = "boolean")]
+    verify: Option<bool>,
+    #[serde(default, deserialize_with = "count")]
+    verify_chunk_sample: Option<u64>,
+}
+
+fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    bool::deserialize(d)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("must be true or false"))
+}
+
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(d)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("must be a non-negative integer"))
+}
+
+impl PublishEntry {
+    /// The job: the entry's keys over the flags' defaults.
+    fn into_job(self) -> PublishJob {
+        let d = PublishArgs::defaults();
+        PublishJob {
+            args: PublishArgs {
+                file: self.file.unwrap_or(d.file),
+                format: self.format.unwrap_or(d.format),
+                allow_backing: self.allow_backing.unwrap_or(d.allow_backing),
+                backing_roots: self.backing_roots.unwrap_or(d.backing_roots),
+                prefix: self.prefix.unwrap_or(d.prefix),
+                image_id: self.image_id.or(d.image_id),
+                image_version: self.image_version.or(d.image_version),
+                compute_version: self.compute_version.unwrap_or(d.compute_version),
+                publish_latest: self.publish_latest.unwrap_or(d.publish_latest),
+                cache_control_chunks: self.cache_control_chunks.unwrap_or(d.cache_control_chunks),
+                cache_control_manifest: self
+                    .cache_control_manifest
+                    .unwrap_or(d.cache_control_manifest),
+                cache_control_latest: self.cache_control_latest.unwrap_or(d.cache_control_latest),
+                chunk_size: self.chunk_size.unwrap_or(d.chunk_size),
+                checksum: self.checksum.unwrap_or(d.checksum),
+                concurrency: self.concurrency.unwrap_or(d.concurrency),
+                retries: self.retries.unwrap_or(d.retries),
+                no_meta: self.no_meta.unwrap_or(d.no_meta),
+            },
+            verify: self.verify.unwrap_or(true),
+            verify_chunk_sample: self.verify_chunk_sample,
+        }
+    }
 }
 
 impl Config {
@@ -71,38 +192,49 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for (n, job) in config.publish.iter_mut().enumerate() {
+        let mut publish = Vec::with_capacity(file.publish.len());
+        for (n, entry) in file.publish.into_iter().enumerate() {
+            let line = line_of(&text, entry.span().start);
+            let mut job = entry.into_inner().into_job();
             if job.args.file.as_os_str().is_empty() {
                 bail!("{}: a [[publish]] entry has no 'file'", path.display());
             }
-            let at = || {
-                let line = publish_header(&text, n).map(|o| line_of(&text, o));
-                let line = line.map(|l| format!(" at line {l}")).unwrap_or_default();
-                format!("{}: [[publish]] entry {}{line}", path.display(), n + 1)
-            };
-            job.args.validate().with_context(at)?;
+            job.args.validate().with_context(|| {
+                format!(
+                    "{}: [[publish]] entry {} at line {line}",
+                    path.display(),
+                    n + 1
+                )
+            })?;
             job.args.file = base.join(&job.args.file);
             for root in &mut job.args.backing_roots {
                 *root = base.join(&*root);
             }
+            publish.push(job);
         }
-        for p in &mut config.plugins.paths {
+        let mut plugins = file.plugins;
+        for p in &mut plugins.paths {
             *p = base.join(&*p);
         }
-        if let Some(dir) = &mut config.plugins.dir {
+        if let Some(dir) = &mut plugins.dir {
             *dir = base.join(&*dir);
         }
-        config.apply_env(std::env::vars())?;
-        config.source = (path.to_path_buf(), text);
+        let mut config = Config {
+            storage: file.storage,
+            plugins,
+            publish,
+            serve: file.serve,
+            source: (path.to_path_buf(), text),
+        };
+        config.apply_env(std::env::vars());
         if let Some(kind) = config.storage.get("type") {
             if kind.get_ref().as_str() == Some("fs") {
                 if let Some(root) = config.storage.get_mut("root") {
                     if let Some(r) = root.get_ref().as_str() {
                         let joined = base.join(r).to_string_lossy().to_string();
-                        *root = toml::Spanned::new(root.span(), toml::Value::String(joined));
+                        *root = Spanned::new(root.span(), toml::Value::String(joined));
                     }
                 }
             }
@@ -110,7 +242,8 @@ impl Config {
         Ok(config)
     }
 
-    fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+    /// Applies the `AERO_BACKEND_<KEY>` variables among `vars` to `[storage]`.
+    fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) {
         for (name, value) in vars {
             if let Some(key) = name.strip_prefix(STORAGE_ENV_PREFIX) {
                 if key.is_empty() {
@@ -118,18 +251,17 @@ impl Config {
                 }
                 self.storage.insert(
                     key.to_ascii_lowercase(),
-                    toml::Spanned::new(0..0, toml::Value::String(value)),
+                    Spanned::new(0..0, toml::Value::String(value)),
                 );
             }
         }
-        Ok(())
     }
 
     /// The `[storage]` table as a storage selection, or `None` when absent.
     /// Unknown types and keys are errors naming the file and the line.
-    pub fn storage_spec(&self, catalogue: &PluginSet) -> Result<Option<StorageSpec>> {
+    pub fn storage_spec(&self, plugins: &PluginSet) -> Result<Option<StorageSpec>> {
         let (path, text) = &self.source;
-        let place = |value: &toml::Spanned<toml::Value>| {
+        let place = |value: &Spanned<toml::Value>| {
             if value.span().end == 0 {
                 format!("{} (from the environment)", path.display())
             } else {
@@ -153,7 +285,7 @@ impl Config {
                     path.display()
                 )
             })?;
-        let backend = catalogue
+        let backend = plugins
             .backend(&kind)
             .with_context(|| place(&self.storage["type"]))?;
         let mut settings = BTreeMap::new();
@@ -185,90 +317,32 @@ impl Config {
     }
 }
 
-/// A config parse error naming the file and, for `[[publish]]` entries (whose keys serde
-/// only sees through `flatten`, which loses their positions), the offending key and its line.
+/// The keys of every `[[publish]]` entry with their spans, to name the key behind an error.
+#[derive(Deserialize)]
+struct PublishKeys {
+    #[serde(default)]
+    publish: Vec<BTreeMap<Spanned<String>, Spanned<serde::de::IgnoredAny>>>,
+}
+
+/// A config parse error naming the file; inside a `[[publish]]` entry also the key and its
+/// line, taken from the spans of the error and of the entry's keys and values.
 fn config_error(path: &Path, text: &str, err: &toml::de::Error) -> anyhow::Error {
-    match locate_publish_error(text, err) {
-        Some((key, line, message)) => anyhow!(
-            "{}: line {line}: [[publish]] key '{key}': {message}",
-            path.display()
+    let at = err.span().map(|s| s.start);
+    let key = at.and_then(|at| {
+        let keys: PublishKeys = toml::from_str(text).ok()?;
+        keys.publish.into_iter().flatten().find_map(|(key, value)| {
+            (key.span().contains(&at) || value.span().contains(&at)).then(|| key.into_inner())
+        })
+    });
+    match (key, at) {
+        (Some(key), Some(at)) => anyhow!(
+            "{}: line {}: [[publish]] key '{key}': {}",
+            path.display(),
+            line_of(text, at),
+            err.message().trim()
         ),
-        None => anyhow!("{}: {err}", path.display()),
+        _ => anyhow!("{}: {err}", path.display()),
     }
-}
-
-/// Byte offset of the `n`-th `[[publish]]` header.
-fn publish_header(text: &str, n: usize) -> Option<usize> {
-    text.match_indices("[[publish]]").nth(n).map(|(o, _)| o)
-}
-
-/// Finds the `[[publish]]` key behind `err`: each entry is checked key by key on its own.
-fn locate_publish_error(text: &str, err: &toml::de::Error) -> Option<(String, usize, String)> {
-    let table: toml::Table = text.parse().ok()?;
-    let entries = table.get("publish")?.as_array()?;
-    let first = err
-        .span()
-        .map(|s| {
-            text[..s.start.min(text.len())]
-                .matches("[[publish]]")
-                .count()
-        })
-        .unwrap_or(0);
-    for n in std::iter::once(first).chain(0..entries.len()) {
-        let Some(entry) = entries.get(n).and_then(toml::Value::as_table) else {
-            continue;
-        };
-        if let Some((key, message)) = bad_publish_key(entry) {
-            let line = key_line(text, publish_header(text, n)?, &key)?;
-            return Some((key, line, message));
-        }
-    }
-    None
-}
-
-/// The first key of a `[[publish]]` entry that does not deserialize, with the reason.
-fn bad_publish_key(entry: &toml::Table) -> Option<(String, String)> {
-    let mut args = entry.clone();
-    if let Some(v) = args.remove("verify") {
-        if !v.is_bool() {
-            return Some(("verify".into(), "must be true or false".into()));
-        }
-    }
-    if let Some(v) = args.remove("verify_chunk_sample") {
-        if v.as_integer().is_none_or(|n| n < 0) {
-            return Some((
-                "verify_chunk_sample".into(),
-                "must be a non-negative integer".into(),
-            ));
-        }
-    }
-    let probe = toml::to_string(&args).ok()?;
-    let err = toml::from_str::<PublishArgs>(&probe).err()?;
-    let start = err.span()?.start.min(probe.len());
-    let line_start = probe[..start].rfind('\n').map_or(0, |i| i + 1);
-    let key = probe[line_start..]
-        .split('=')
-        .next()?
-        .trim()
-        .trim_matches('"');
-    Some((key.to_string(), err.message().trim().to_string()))
-}
-
-/// The line (1-based) of `key = ...` in the table starting at byte offset `from`.
-fn key_line(text: &str, from: usize, key: &str) -> Option<usize> {
-    let first = line_of(text, from);
-    text[from..]
-        .lines()
-        .enumerate()
-        .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with('['))
-        .find(|(_, l)| {
-            let l = l.trim_start();
-            let rest = l
-                .strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
-            rest.is_some_and(|r| r.trim_start().starts_with('='))
-        })
-        .map(|(i, _)| first + i)
 }
 
 /// The line (1-based) of byte offset `at` in `text`.
@@ -328,12 +402,10 @@ mod tests {
         );
         let catalogue = PluginSet::builtin().unwrap();
         let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())].into_iter();
-        config
-            .apply_env(env("AERO_BACKEND_ROOT", "/srv/other"))
-            .unwrap();
+        config.apply_env(env("AERO_BACKEND_ROOT", "/srv/other"));
         let spec = config.storage_spec(&catalogue).unwrap().unwrap();
         assert_eq!(spec.settings["root"], "/srv/other");
-        config.apply_env(env("AERO_BACKEND_BUCKET", "b")).unwrap();
+        config.apply_env(env("AERO_BACKEND_BUCKET", "b"));
         let err = config.storage_spec(&catalogue).unwrap_err().to_string();
         assert!(
             err.contains("from the environment") && err.contains("'bucket'"),
@@ -365,5 +437,49 @@ mod tests {
             err.contains("line 2") && err.contains("unknown storage type 'ftp'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_comment_naming_the_table_does_not_move_the_line() {
+        let (_d, path) = write(
+            "# Jobs go in [[publish]] tables, e.g.\n# [[publish]]\n# file = \"x.raw\"\n\n[[publish]]\nfile = \"a.raw\"\nchunk_sise = 4096\n",
+        );
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("c.toml: line 7: [[publish]] key 'chunk_sise'"),
+            "{err}"
+        );
+        let (_d, path) = write(
+            "# a [[publish]] comment\n[[publish]]\nfile = \"a.raw\"\n# [[publish]]\n\n[[publish]]\nfile = \"b.raw\"\nverify = \"yes\"\n",
+        );
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("c.toml: line 8: [[publish]] key 'verify': must be true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_options_name_the_entry_and_its_line() {
+        let (_d, path) = write(
+            "# [[publish]]\n[[publish]]\nfile = \"a.raw\"\n\n[[publish]]\nfile = \"b.raw\"\nchunk_size = 1000\n",
+        );
+        let err = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(
+            err.contains("c.toml: [[publish]] entry 2 at line 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unset_keys_take_the_flags_defaults() {
+        let (_d, path) = write("[[publish]]\nfile = \"a.raw\"\nverify_chunk_sample = 3\n");
+        let config = Config::load(&path).unwrap();
+        let job = &config.publish[0];
+        let defaults = PublishArgs::defaults();
+        assert_eq!(job.args.chunk_size, defaults.chunk_size);
+        assert_eq!(job.args.cache_control_chunks, defaults.cache_control_chunks);
+        assert_eq!(job.args.checksum, defaults.checksum);
+        assert_eq!((job.verify, job.verify_chunk_sample), (true, Some(3)));
     }
 }

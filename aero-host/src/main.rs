@@ -1,15 +1,14 @@
 //! aero-host: publish, verify and serve virtual-machine disk images from any storage backend.
 
+mod cli;
 mod commands;
 mod config;
-mod convert;
-mod inspect;
-mod progress;
-mod publish_args;
+mod output;
+mod runtime;
 mod serve;
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
+use cli::{Cli, Command, DEFAULT_LOG_LEVEL};
 use std::process::ExitCode;
 
 // Built-in plugins register themselves when linked; these keep the crates linked.
@@ -21,52 +20,10 @@ use format_qcow2 as _;
 use format_raw as _;
 use format_vhd as _;
 
-/// Publish, verify and serve virtual-machine disk images from any storage backend.
-#[derive(Debug, Parser)]
-#[command(name = "aero-host", version, about)]
-pub struct Cli {
-    /// Storage to use: fs:PATH, memory:, or s3://BUCKET[/ROOT]?endpoint=URL&region=R&force_path_style=true.
-    #[arg(long, global = true, env = "AERO_STORAGE")]
-    storage: Option<String>,
-    /// Load a format plugin from a shared library (repeatable).
-    #[arg(long = "plugin", global = true, value_name = "PATH")]
-    plugins: Vec<PathBuf>,
-    /// Logging filter (e.g. info, debug, aero_host=debug); RUST_LOG wins when set.
-    #[arg(long, global = true, default_value = "warn,opendal=error")]
-    log_level: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show an image's format, size, allocation and backing chain.
-    Inspect(commands::InspectArgs),
-    /// Write an image's guest-visible bytes as a sparse raw file or an AeroSparse image.
-    Convert(commands::ConvertArgs),
-    /// List the plugins.
-    #[command(subcommand)]
-    Plugins(commands::PluginsCommand),
-    /// Publish an image as chunks, manifest, meta and latest pointer.
-    Publish(commands::PublishCommand),
-    /// Verify a published image.
-    Verify(commands::VerifyArgs),
-    /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
-    Serve(serve::ServeArgs),
-    /// Run the jobs of a config file: publishes, then verifications.
-    Run {
-        /// The TOML config.
-        config: PathBuf,
-        /// Print a JSON summary of each job on stdout.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match &cli.command {
-        Command::Serve(args) => serve::log_filter(args, &cli.log_level, "warn,opendal=error"),
+        Command::Serve(args) => serve::log_filter(args, &cli.log_level, DEFAULT_LOG_LEVEL),
         _ => cli.log_level.clone(),
     });
     tracing_subscriber::fmt()
@@ -81,19 +38,19 @@ fn main() -> ExitCode {
     };
     let storage = cli.storage.as_deref();
     let result = match cli.command {
-        Command::Inspect(args) => commands::inspect(args, &libs),
-        Command::Convert(args) => commands::convert(args, &libs),
-        Command::Plugins(cmd) => commands::plugins(cmd, &libs),
-        Command::Publish(args) => commands::publish(args, storage, &libs),
-        Command::Verify(args) => commands::verify(args, storage, &libs),
-        Command::Serve(args) => serve::command(args, storage, &libs),
-        Command::Run { config, json } => commands::run(&config, storage, json, &libs),
+        Command::Inspect(args) => commands::inspect::command(args, &libs),
+        Command::Convert(args) => commands::convert::command(args, &libs),
+        Command::Plugins(cmd) => commands::plugins::command(cmd, &libs),
+        Command::Publish(args) => commands::publish::command(args, storage, &libs),
+        Command::Verify(args) => commands::verify::command(args, storage, &libs),
+        Command::Serve(args) => commands::serve::command(args, storage, &libs),
+        Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };
     match result {
         Ok(code) => code,
         // A reader that stopped reading (`aero-host inspect IMG | head -1`): exit quietly with
         // the status of a process ended by SIGPIPE, as other Unix tools do.
-        Err(e) if e.chain().any(|c| c.is::<commands::StdoutClosed>()) => ExitCode::from(128 + 13),
+        Err(e) if e.chain().any(|c| c.is::<output::StdoutClosed>()) => ExitCode::from(128 + 13),
         Err(e) => {
             eprintln!("aero-host: error: {e:#}");
             ExitCode::FAILURE

@@ -1,9 +1,7 @@
 //! A published version never changes: re-running the same publish completes or repairs it,
 //! publishing other bytes under the same version is refused before anything is overwritten.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 fn publish(store: &std::path::Path, image: &std::path::Path) -> std::process::Output {
     aero()

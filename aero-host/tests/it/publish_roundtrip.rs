@@ -1,9 +1,7 @@
 //! Round trip of every qemu-made fixture with known bytes: publish to `fs` through the
 //! binary, concatenate the chunks, and compare with qemu's sha256 of the guest-visible bytes.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[test]
 fn every_fixture_round_trips_through_fs() {

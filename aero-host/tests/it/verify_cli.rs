@@ -1,9 +1,7 @@
 //! `aero-host verify` through the binary: storage prefix / latest pointer / manifest key /
 //! manifest file modes, damage reports naming every bad chunk, sampling, and bad flags.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,7 @@
 //! S3 credentials from the standard chain's shared files and named profiles (the environment
 //! and explicit keys are covered by the other S3 tests), against a real S3 server.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 #[test]
 fn a_named_profile_in_the_shared_credentials_file_is_used() {

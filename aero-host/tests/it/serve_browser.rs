@@ -2,15 +2,12 @@
 //! published image from `aero-host serve` on another origin (simple GETs, no preflight) and a
 //! Range read (preflighted), checks sha256 with WebCrypto and posts its verdict back.
 
-#[path = "serve_support.rs"]
-mod support;
-
+use crate::support::serve::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::*;
 
 const PAGE: &str = r#"<!doctype html><html><head><title>running</title></head><body><script>
 const BASE = "__BASE__";

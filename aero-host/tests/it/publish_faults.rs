@@ -1,9 +1,7 @@
 //! Faults during a publish, through the binary: the S3 server dies mid-way; the publisher is
 //! SIGKILLed mid-way and re-run.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

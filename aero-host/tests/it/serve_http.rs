@@ -1,13 +1,10 @@
 //! `aero-host serve` over real sockets with reqwest and curl, against the `fs` and the `s3`
 //! (s3s-fs) backends: every endpoint, Range and conditional logic, headers, CORS, limits.
 
-#[path = "serve_support.rs"]
-mod support;
-
+use crate::support::serve::*;
 use aero_plugin_api::backend::opendal::{services, Operator};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
-use support::*;
 
 const MIB: usize = 1024 * 1024;
 
@@ -80,27 +77,120 @@ async fn assert_error(resp: reqwest::Response, status: StatusCode) -> HeaderMap 
     headers
 }
 
-async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
-    let fx = setup(storage, &op, envs).await;
-    let srv = Server::start(storage, &["--max-range-bytes", "2097152"], envs);
-    let c = reqwest::Client::new();
-    let len = fx.data.len();
+/// A served fixture ([`setup`]) and a running server with `--max-range-bytes 2097152`, on the
+/// `fs` or the `s3` (s3s-fs) backend.
+struct Served {
+    storage: String,
+    op: Operator,
+    envs: Vec<(&'static str, &'static str)>,
+    fx: Fixture,
+    srv: Server,
+    c: reqwest::Client,
+    _root: Option<tempfile::TempDir>,
+    _s3: Option<S3>,
+}
 
-    // Health, readiness, version, metrics.
-    let r = get(&c, &srv.url("/health"), &[]).await;
+/// The backend a check runs against.
+enum Backend {
+    Fs,
+    S3,
+}
+
+async fn served(backend: Backend) -> Served {
+    let (storage, op, envs, root, s3) = match backend {
+        Backend::Fs => {
+            let root = tempfile::tempdir().unwrap();
+            let storage = format!("fs:{}", root.path().display());
+            let op = fs_operator(root.path());
+            (storage, op, Vec::new(), Some(root), None)
+        }
+        Backend::S3 => {
+            let s3 = S3::start("images-bucket");
+            aero_plugin_api::backend::opendal::install_default();
+            let op = Operator::new(
+                services::S3::default()
+                    .endpoint(&s3.endpoint)
+                    .bucket("images-bucket")
+                    .region("us-east-1")
+                    .access_key_id(AK)
+                    .secret_access_key(SK),
+            )
+            .unwrap();
+            (
+                s3.uri("images-bucket"),
+                op,
+                S3::env().to_vec(),
+                None,
+                Some(s3),
+            )
+        }
+    };
+    let fx = setup(&storage, &op, &envs).await;
+    let srv = Server::start(&storage, &["--max-range-bytes", "2097152"], &envs);
+    Served {
+        storage,
+        op,
+        envs,
+        fx,
+        srv,
+        c: reqwest::Client::new(),
+        _root: root,
+        _s3: s3,
+    }
+}
+
+/// Runs each named check on both backends, as `<check>::fs` and `<check>::s3`.
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fs() {
+                super::$check(super::served(super::Backend::Fs).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$check(super::served(super::Backend::S3).await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    health_readiness_version,
+    image_list_and_meta,
+    bytes_full_and_head,
+    ranges,
+    range_errors,
+    conditionals,
+    chunked_endpoints,
+    preflights,
+    curl_as_a_second_client,
+    metrics_count_requests,
+    broken_catalog,
+);
+
+/// Health, readiness and version answer.
+async fn health_readiness_version(s: Served) {
+    let (c, srv) = (&s.c, &s.srv);
+    let r = get(c, &srv.url("/health"), &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok\n");
-    let r = get(&c, &srv.url("/healthz"), &[]).await;
+    let r = get(c, &srv.url("/healthz"), &[]).await;
     assert_eq!(js(r).await["status"], "ok");
     for p in ["/ready", "/readyz"] {
-        let r = get(&c, &srv.url(p), &[]).await;
+        let r = get(c, &srv.url(p), &[]).await;
         assert_eq!(r.status(), 200, "{p}");
     }
-    let v: serde_json::Value = js(get(&c, &srv.url("/version"), &[]).await).await;
+    let v: serde_json::Value = js(get(c, &srv.url("/version"), &[]).await).await;
     assert!(v["version"].is_string() && v["gitSha"].is_string() && v["builtAt"].is_string());
+}
 
-    // Image list and metadata.
-    let r = get(&c, &srv.url("/v1/images"), &[]).await;
+/// The image list and one image's metadata, with their ETags.
+async fn image_list_and_meta(s: Served) {
+    let (c, srv, fx) = (&s.c, &s.srv, &s.fx);
+    let len = fx.data.len();
+    let r = get(c, &srv.url("/v1/images"), &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(h(&r, "cache-control"), "no-cache");
     let list_etag = h(&r, "etag");
@@ -112,35 +202,39 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     assert_eq!(list[0]["description"], "a raw disk");
     assert_eq!(list[1]["public"], false);
     assert_eq!(list[2]["size_bytes"], len);
-    let r = get(&c, &srv.url("/v1/images"), &[("if-none-match", &list_etag)]).await;
+    let r = get(c, &srv.url("/v1/images"), &[("if-none-match", &list_etag)]).await;
     assert_eq!(r.status(), 304);
-    let r = get(&c, &srv.url("/v1/images/demo/meta"), &[]).await;
+    let r = get(c, &srv.url("/v1/images/demo/meta"), &[]).await;
     assert_eq!(r.status(), 200);
     let meta_etag = h(&r, "etag");
     let m: serde_json::Value = js(r).await;
     assert_eq!(m["etag"], meta_etag);
     assert_eq!(m["chunked"]["version"], fx.version);
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo/meta"),
         &[("if-none-match", &meta_etag)],
     )
     .await;
     assert_eq!(r.status(), 304);
     assert_error(
-        get(&c, &srv.url("/v1/images/a%20b/meta"), &[]).await,
+        get(c, &srv.url("/v1/images/a%20b/meta"), &[]).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_error(
-        get(&c, &srv.url("/v1/images/nope/meta"), &[]).await,
+        get(c, &srv.url("/v1/images/nope/meta"), &[]).await,
         StatusCode::NOT_FOUND,
     )
     .await;
+}
 
-    // Bytes endpoint: full body, HEAD, headers.
+/// The bytes endpoint: full body, HEAD, headers, private responses.
+async fn bytes_full_and_head(s: Served) {
+    let (c, srv, fx) = (&s.c, &s.srv, &s.fx);
+    let len = fx.data.len();
     for path in ["/v1/images/demo", "/v1/images/demo/data"] {
-        let r = get(&c, &srv.url(path), &[]).await;
+        let r = get(c, &srv.url(path), &[]).await;
         assert_eq!(r.status(), 200);
         assert_eq!(h(&r, "content-length"), len.to_string());
         assert_eq!(h(&r, "transfer-encoding"), "");
@@ -157,31 +251,35 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
             "{path} body differs"
         );
     }
-    let r = req(&c, Method::HEAD, &srv.url("/v1/images/demo"), &[]).await;
+    let r = req(c, Method::HEAD, &srv.url("/v1/images/demo"), &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(h(&r, "content-length"), len.to_string());
     let etag = h(&r, "etag");
     let last_modified = h(&r, "last-modified");
     assert!(!etag.is_empty() && !last_modified.is_empty());
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("authorization", "Bearer x")],
     )
     .await;
     assert_eq!(h(&r, "cache-control"), "private, no-store, no-transform");
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("cookie", "a=b"), ("range", "bytes=0-0")],
     )
     .await;
     assert_eq!(h(&r, "cache-control"), "private, no-store, no-transform");
-    let r = get(&c, &srv.url("/v1/images/secret"), &[]).await;
+    let r = get(c, &srv.url("/v1/images/secret"), &[]).await;
     assert_eq!(h(&r, "cache-control"), "private, no-store, no-transform");
     assert_eq!(r.bytes().await.unwrap().len(), 4096);
+}
 
-    // Ranges: single, across chunk boundaries, suffix, open, HEAD.
+/// Ranges: single, across chunk boundaries, suffix, open, HEAD.
+async fn ranges(s: Served) {
+    let (c, srv, fx) = (&s.c, &s.srv, &s.fx);
+    let len = fx.data.len();
     let cases: Vec<(String, usize, usize)> = vec![
         ("bytes=0-99".into(), 0, 99),
         (format!("bytes={}-{}", MIB - 10, MIB + 9), MIB - 10, MIB + 9),
@@ -200,7 +298,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         ("BYTES = 7 - 7".into(), 7, 7),
     ];
     for (range, s, e) in &cases {
-        let r = get(&c, &srv.url("/v1/images/demo"), &[("range", range)]).await;
+        let r = get(c, &srv.url("/v1/images/demo"), &[("range", range)]).await;
         assert_eq!(r.status(), 206, "{range}");
         assert_eq!(
             h(&r, "content-range"),
@@ -215,7 +313,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         );
     }
     let r = req(
-        &c,
+        c,
         Method::HEAD,
         &srv.url("/v1/images/demo"),
         &[("range", "bytes=10-19")],
@@ -224,15 +322,19 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     assert_eq!(r.status(), 206);
     assert_eq!(h(&r, "content-length"), "10");
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/rawimg"),
         &[("range", "bytes=1000-1999")],
     )
     .await;
     assert_eq!(r.status(), 206);
     assert!(r.bytes().await.unwrap() == fx.raw[1000..2000]);
+}
 
-    // Range errors.
+/// Range errors: 416 with `bytes */N`, 413 for long or many ranges, other units ignored.
+async fn range_errors(s: Served) {
+    let (c, srv) = (&s.c, &s.srv);
+    let len = s.fx.data.len();
     for bad in [
         "bytes=0-1,5-6",
         "bytes=9-1",
@@ -241,7 +343,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         "bytes=99999999999999999999999-",
     ] {
         let hdrs = assert_error(
-            get(&c, &srv.url("/v1/images/demo"), &[("range", bad)]).await,
+            get(c, &srv.url("/v1/images/demo"), &[("range", bad)]).await,
             StatusCode::RANGE_NOT_SATISFIABLE,
         )
         .await;
@@ -255,13 +357,13 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     }
     let unsat = format!("bytes={len}-");
     assert_error(
-        get(&c, &srv.url("/v1/images/demo"), &[("range", &unsat)]).await,
+        get(c, &srv.url("/v1/images/demo"), &[("range", &unsat)]).await,
         StatusCode::RANGE_NOT_SATISFIABLE,
     )
     .await;
     assert_error(
         get(
-            &c,
+            c,
             &srv.url("/v1/images/demo"),
             &[("range", "bytes=0-3000000")],
         )
@@ -271,23 +373,29 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     .await;
     let many = format!("bytes={}", vec!["0-1"; 1001].join(","));
     assert_error(
-        get(&c, &srv.url("/v1/images/demo"), &[("range", &many)]).await,
+        get(c, &srv.url("/v1/images/demo"), &[("range", &many)]).await,
         StatusCode::PAYLOAD_TOO_LARGE,
     )
     .await;
-    let r = get(&c, &srv.url("/v1/images/demo"), &[("range", "items=0-5")]).await;
+    let r = get(c, &srv.url("/v1/images/demo"), &[("range", "items=0-5")]).await;
     assert_eq!(r.status(), 200);
+}
 
-    // Conditionals.
+/// If-Range, If-None-Match and If-Modified-Since.
+async fn conditionals(s: Served) {
+    let (c, srv) = (&s.c, &s.srv);
+    let len = s.fx.data.len();
+    let r = req(c, Method::HEAD, &srv.url("/v1/images/demo"), &[]).await;
+    let (etag, last_modified) = (h(&r, "etag"), h(&r, "last-modified"));
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("range", "bytes=0-9"), ("if-range", &etag)],
     )
     .await;
     assert_eq!(r.status(), 206);
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
     )
@@ -295,18 +403,18 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), len);
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("range", "bytes=0-9"), ("if-range", &last_modified)],
     )
     .await;
     assert_eq!(r.status(), 206);
-    let r = get(&c, &srv.url("/v1/images/demo"), &[("if-none-match", &etag)]).await;
+    let r = get(c, &srv.url("/v1/images/demo"), &[("if-none-match", &etag)]).await;
     assert_eq!(r.status(), 304);
     assert_eq!(h(&r, "etag"), etag);
     assert_eq!(h(&r, "access-control-allow-origin"), "*");
     let r = req(
-        &c,
+        c,
         Method::HEAD,
         &srv.url("/v1/images/demo"),
         &[("if-none-match", &format!("\"zzz\", W/{etag}"))],
@@ -317,14 +425,14 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
     );
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[("if-modified-since", &future)],
     )
     .await;
     assert_eq!(r.status(), 304);
     let r = get(
-        &c,
+        c,
         &srv.url("/v1/images/demo"),
         &[
             ("if-modified-since", &future),
@@ -334,8 +442,12 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     )
     .await;
     assert_eq!(r.status(), 206, "If-None-Match wins over If-Modified-Since");
+}
 
-    // Chunked endpoints.
+/// The manifest and chunk endpoints, current and by version, and bad names.
+async fn chunked_endpoints(s: Served) {
+    let (c, srv, fx, op) = (&s.c, &s.srv, &s.fx, &s.op);
+    let len = fx.data.len();
     let stored = op
         .read(&format!("images/demo/{}/manifest.json", fx.version))
         .await
@@ -348,7 +460,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         format!("/v1/images/demo/chunked/{}/manifest.json", fx.version),
         format!("/v1/images/demo/chunked/{}/manifest", fx.version),
     ] {
-        let r = get(&c, &srv.url(&path), &[("range", "bytes=0-1")]).await;
+        let r = get(c, &srv.url(&path), &[("range", "bytes=0-1")]).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(h(&r, "content-type"), "application/json");
         assert_eq!(
@@ -367,7 +479,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
             format!("/v1/images/demo/chunked/chunks/{name}"),
             format!("/v1/images/demo/chunked/{}/chunks/{name}", fx.version),
         ] {
-            let r = get(&c, &srv.url(&path), &[]).await;
+            let r = get(c, &srv.url(&path), &[]).await;
             assert_eq!(r.status(), 200, "{path}");
             let digest = manifest["chunks"][i]["sha256"].as_str().unwrap();
             assert_eq!(h(&r, "etag"), format!("\"{digest}\""));
@@ -378,7 +490,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
             assert!(body == fx.data[i * MIB..end], "{path}");
             assert_eq!(sha256(&body), digest);
             let r = get(
-                &c,
+                c,
                 &srv.url(&path),
                 &[("if-none-match", &format!("\"{digest}\""))],
             )
@@ -387,7 +499,7 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         }
     }
     let r = req(
-        &c,
+        c,
         Method::HEAD,
         &srv.url("/v1/images/demo/chunked/chunks/00000003.bin"),
         &[],
@@ -405,12 +517,16 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         "/v1/images/nope",
         "/v1/images/a%2Fb",
     ] {
-        let hdrs = assert_error(get(&c, &srv.url(bad), &[]).await, StatusCode::NOT_FOUND).await;
+        let hdrs = assert_error(get(c, &srv.url(bad), &[]).await, StatusCode::NOT_FOUND).await;
         assert_eq!(hdrs["access-control-allow-origin"], "*", "{bad}");
     }
-    // Preflights.
+}
+
+/// A preflight of the bytes endpoint in wildcard mode.
+async fn preflights(s: Served) {
+    let (c, srv) = (&s.c, &s.srv);
     let r = req(
-        &c,
+        c,
         Method::OPTIONS,
         &srv.url("/v1/images/demo"),
         &[
@@ -426,8 +542,11 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
         h(&r, "vary"),
         "Access-Control-Request-Method, Access-Control-Request-Headers"
     );
+}
 
-    // curl as a second client: Range, HEAD, framing.
+/// curl as a second client: Range, HEAD, framing.
+async fn curl_as_a_second_client(s: Served) {
+    let (srv, fx) = (&s.srv, &s.fx);
     let (status, hdrs, body) = curl(&["-r", "100-199", &srv.url("/v1/images/demo")]);
     assert_eq!(status, 206);
     assert_eq!(body, fx.data[100..200]);
@@ -442,9 +561,23 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     let (status, _, body) = curl(&[&srv.url("/v1/images/demo/chunked/chunks/00000001.bin")]);
     assert_eq!(status, 200);
     assert!(body == fx.data[MIB..2 * MIB]);
+}
 
-    // Metrics count what happened.
-    let text = get(&c, &srv.url("/metrics"), &[])
+/// Metrics count what happened.
+async fn metrics_count_requests(s: Served) {
+    let (c, srv) = (&s.c, &s.srv);
+    let r = get(c, &srv.url("/v1/images/demo"), &[("range", "bytes=0-99")]).await;
+    assert_eq!(r.status(), 206);
+    let r = get(
+        c,
+        &srv.url("/v1/images/demo/chunked/chunks/00000000.bin"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = get(c, &srv.url("/v1/images/demo"), &[("range", "bytes=abc")]).await;
+    assert_eq!(r.status(), 416);
+    let text = get(c, &srv.url("/metrics"), &[])
         .await
         .text()
         .await
@@ -459,14 +592,18 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
     ] {
         assert!(text.contains(family), "{family} missing from\n{text}");
     }
+}
 
-    // A broken catalog makes readiness fail and catalog images 500, published images still serve.
+/// A broken catalog makes readiness fail and catalog images 500.
+async fn broken_catalog(s: Served) {
+    let (c, op) = (&s.c, &s.op);
+    let (storage, envs) = (s.storage.as_str(), s.envs.as_slice());
     op.write("manifest.json", "{not json").await.unwrap();
     let srv2 = Server::start(storage, &[], envs);
-    let r = get(&c, &srv2.url("/readyz"), &[]).await;
+    let r = get(c, &srv2.url("/readyz"), &[]).await;
     assert_eq!(r.status(), 503);
     assert_error(
-        get(&c, &srv2.url("/v1/images/rawimg"), &[]).await,
+        get(c, &srv2.url("/v1/images/rawimg"), &[]).await,
         StatusCode::INTERNAL_SERVER_ERROR,
     )
     .await;
@@ -474,29 +611,6 @@ async fn battery(storage: &str, op: Operator, envs: &[(&str, &str)]) {
 
 fn fs_operator(root: &std::path::Path) -> Operator {
     Operator::new(services::Fs::default().root(root.to_str().unwrap())).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fs_backend() {
-    let root = tempfile::tempdir().unwrap();
-    let storage = format!("fs:{}", root.path().display());
-    battery(&storage, fs_operator(root.path()), &[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_backend() {
-    let s3 = S3::start("images-bucket");
-    aero_plugin_api::backend::opendal::install_default();
-    let op = Operator::new(
-        services::S3::default()
-            .endpoint(&s3.endpoint)
-            .bucket("images-bucket")
-            .region("us-east-1")
-            .access_key_id(AK)
-            .secret_access_key(SK),
-    )
-    .unwrap();
-    battery(&s3.uri("images-bucket"), op, &S3::env()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

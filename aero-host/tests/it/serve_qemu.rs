@@ -1,11 +1,8 @@
 //! qemu-img's curl block driver as a client of `aero-host serve`: the bytes endpoint of a
 //! published chunked image and of a catalog raw image must convert to the exact bytes.
 
-#[path = "serve_support.rs"]
-mod support;
-
+use crate::support::serve::*;
 use std::process::Command;
-use support::*;
 
 const INSTALL: &str = "the backports qemu-utils and qemu-block-extra (see TESTING.md): \
     echo 'deb <debian mirror> bookworm-backports main' > /etc/apt/sources.list.d/backports.list && \

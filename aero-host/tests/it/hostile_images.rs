@@ -3,21 +3,22 @@
 //! falling back to raw), `--format raw` still reads one as raw, and a closed stdout ends
 //! `inspect` quietly.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Runs a qemu tool in `dir`; a missing tool fails the test with an install hint.
 fn qemu(dir: &Path, tool: &str, args: &[&str]) {
-    let out = Command::new(tool)
+    let path = require_tool(
+        tool,
+        None,
+        "it builds the test images; install it with `apt-get install -y qemu-utils`",
+    );
+    let out = Command::new(&path)
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("{tool} is needed to build the test images ({e}): apt-get install -y qemu-utils")
-        });
+        .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
     assert!(
         out.status.success(),
         "{tool} {args:?}: {}",

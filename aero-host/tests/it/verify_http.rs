@@ -1,11 +1,8 @@
 //! `aero-host verify --manifest-url` against a real HTTP server (`aero-host serve`): chunk URLs
 //! resolve relative to the manifest URL with its query string, and every bad chunk is named.
 
-#[path = "serve_support.rs"]
-mod support;
-
+use crate::support::serve::*;
 use std::process::{Command, Output};
-use support::*;
 
 fn verify(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aero-host"))

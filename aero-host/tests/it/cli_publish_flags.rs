@@ -1,9 +1,7 @@
 //! `aero-host publish` refuses bad flags and bad images through the binary, with a clear
 //! message and nothing stored.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

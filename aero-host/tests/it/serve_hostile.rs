@@ -2,13 +2,10 @@
 //! ranges, overflowing numbers, traversal in ids/versions/chunk names, very long ids, slow
 //! clients, the 429 cap, and graceful shutdown finishing in-flight responses.
 
-#[path = "serve_support.rs"]
-mod support;
-
+use crate::support::serve::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use support::*;
 
 /// Sends a raw HTTP/1.1 request and returns the status code and the whole response.
 fn raw(addr: &str, request: &str) -> (u16, String) {

@@ -1,6 +1,5 @@
-//! Helpers shared by the `serve_*` tests: publishing fixtures, starting `aero-host serve`
-//! and s3s-fs on ephemeral ports, finding external tools.
-#![allow(dead_code)]
+//! What the `serve_*` tests share: publishing fixtures, starting `aero-host serve` on an
+//! ephemeral port, s3s-fs through `aero-test-support`'s launcher, curl as a client.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -220,7 +219,4 @@ pub fn hv<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Lowercase hex sha256.
-pub fn sha256(bytes: &[u8]) -> String {
-    aero_test_support::sha256(bytes)
-}
+pub use aero_test_support::sha256;

@@ -1,10 +1,7 @@
 //! The in-memory piece cache: repeated ranges come from memory, and a changed object is never
 //! served from stale cache entries once its validators change.
 
-#[path = "serve_support.rs"]
-mod support;
-
-use support::*;
+use crate::support::serve::*;
 
 #[test]
 fn a_rewritten_raw_image_is_served_fresh_after_the_ttl() {

@@ -1,7 +1,8 @@
-//! Helpers shared by the publish, verify, config and CLI tests: running the built binary and
-//! chunk checks, on top of `aero-test-support` (the qemu-made fixture set, a real S3 server
-//! (s3s-fs) per test, tool finding and digests).
-#![allow(dead_code)]
+//! The support every test module shares: running the built binary and chunk checks, on top of
+//! `aero-test-support` (the qemu-made fixture set, the one s3s-fs launcher, the one
+//! tool-finding policy and digests); [`serve`] adds what the `serve_*` tests need.
+
+pub mod serve;
 
 pub use aero_test_support::*;
 use sha2::{Digest, Sha256};

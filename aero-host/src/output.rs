@@ -1,6 +1,11 @@
-//! Progress on stderr: a bar when stderr is a terminal, plain log lines otherwise.
+//! What the commands print: lines on stdout (a closed stdout is [`StdoutClosed`]), publish
+//! summaries and verify reports (human or `--json`), and publish progress on stderr (a bar when
+//! stderr is a terminal, plain log lines otherwise).
 
 use aero_chunked::progress::Progress;
+use aero_chunked::publish::PublishSummary;
+use aero_chunked::verify::VerifyReport;
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,4 +145,74 @@ impl Progress for StderrProgress {
             )
         });
     }
+}
+
+/// Stdout was closed by its reader (`aero-host inspect IMG | head -1`).
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes one line to stdout; a closed stdout is a [`StdoutClosed`] error.
+pub fn out(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}").map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+        _ => anyhow::Error::new(e).context("writing to stdout"),
+    })
+}
+
+/// A publish's summary: one JSON line on stdout, or a human line on stderr.
+pub fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
+    if json {
+        out(serde_json::to_string(summary)?)?;
+    } else {
+        eprintln!(
+            "published {} version {} to {} ({} chunks, {} zero, {} already stored; {} bytes read, {} uploaded, {:.2}s)",
+            summary.image_id,
+            summary.version,
+            summary.manifest_key,
+            summary.chunk_count,
+            summary.zero_chunks,
+            summary.skipped_chunks,
+            summary.bytes_read,
+            summary.bytes_uploaded,
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+/// A verify report: one JSON line, or notes and bad chunks on stderr and the verdict on stdout.
+pub fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        out(serde_json::to_string(report)?)?;
+        return Ok(());
+    }
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    for bad in &report.bad_chunks {
+        eprintln!("bad chunk {} ({}): {}", bad.index, bad.key, bad.problem);
+    }
+    if report.ok() {
+        out(format_args!(
+            "Verified {}/{} chunks ({} bytes) in {:.2}s",
+            report.checked_chunks, report.total_chunks, report.checked_bytes, report.seconds
+        ))?;
+    } else {
+        out(format_args!(
+            "FAILED: {} bad chunk(s); {} of {} chunks checked good",
+            report.bad_chunks.len(),
+            report.checked_chunks,
+            report.total_chunks
+        ))?;
+    }
+    Ok(())
 }

@@ -1,9 +1,25 @@
 //! `aero-host inspect`: what an image is.
 
+use crate::cli::InspectArgs;
+use crate::output::out;
 use aero_plugin_api::ExtentKind;
-use aero_plugin_host::OpenedDisk;
-use anyhow::{anyhow, Result};
+use aero_plugin_host::{LibrarySelection, OpenedDisk, PluginSet};
+use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
+use std::process::ExitCode;
+
+/// `aero-host inspect`.
+pub fn command(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
+    let opened = args.source.open(&PluginSet::load(libs)?)?;
+    let inspection =
+        inspect(&opened).with_context(|| format!("inspecting {}", args.source.image.display()))?;
+    if args.json {
+        out(serde_json::to_string_pretty(&inspection)?)?;
+    } else {
+        out(&inspection)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// The facts `inspect` prints (also its `--json` shape).
 #[derive(Debug, Serialize)]
@@ -23,7 +39,7 @@ pub struct Inspection {
 }
 
 /// Inspects an opened disk.
-pub fn inspect(opened: &OpenedDisk) -> Result<Inspection> {
+fn inspect(opened: &OpenedDisk) -> Result<Inspection> {
     let disk = &opened.disk;
     let capacity = disk.capacity();
     let extents = disk.block_status(0, capacity).map_err(|e| anyhow!("{e}"))?;

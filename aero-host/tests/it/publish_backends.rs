@@ -2,9 +2,7 @@
 //! backend and the `memory` backend: layout, summary, HTTP metadata, zero chunks, re-runs,
 //! the `latest.json` pointer and damage detection.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

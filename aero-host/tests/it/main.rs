@@ -1,0 +1,23 @@
+//! aero-host's integration tests, run against the built binary: one test binary, one module per
+//! area, one shared [`support`] module. A test that needs qemu-img, s3s-fs, curl or Chromium
+//! fails with an install hint when the tool is missing; none passes by skipping.
+
+mod cli_publish_flags;
+mod config_run;
+mod convert_cli;
+mod drift;
+mod hostile_images;
+mod plugins_cli;
+mod publish_backends;
+mod publish_faults;
+mod publish_immutable;
+mod publish_roundtrip;
+mod publish_s3_credentials;
+mod serve_browser;
+mod serve_cache;
+mod serve_hostile;
+mod serve_http;
+mod serve_qemu;
+mod support;
+mod verify_cli;
+mod verify_http;
