@@ -1,5 +1,7 @@
 //! The commands behind the CLI.
 
+pub mod serve;
+
 use crate::config::{Config, PublishJob};
 use crate::progress::StderrProgress;
 use crate::publish_args::PublishArgs;
@@ -592,9 +594,9 @@ pub fn run(
             print_report(&report, json)?;
             failed |= !report.ok();
         }
-        if let (false, Some(serve)) = (failed, &config.serve) {
-            let storage = Arc::new(with_policy(&storage, crate::serve::storage_policy()));
-            crate::serve::run(storage, serve.clone()).await?;
+        if let (false, Some(args)) = (failed, &config.serve) {
+            let storage = Arc::new(with_policy(&storage, serve::storage_policy()));
+            serve::run(storage, args.clone()).await?;
         }
         Ok(if failed {
             ExitCode::FAILURE

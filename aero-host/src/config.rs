@@ -27,7 +27,7 @@ pub struct Config {
     pub publish: Vec<PublishJob>,
     /// `[serve]`: serve the storage over HTTP after the jobs.
     #[serde(default)]
-    pub serve: Option<crate::serve::ServeArgs>,
+    pub serve: Option<crate::serve_args::ServeArgs>,
     /// The file it was read from and its text, for messages.
     #[serde(skip)]
     source: (PathBuf, String),

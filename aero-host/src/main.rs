@@ -6,7 +6,7 @@ mod convert;
 mod inspect;
 mod progress;
 mod publish_args;
-mod serve;
+mod serve_args;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ enum Command {
     /// Verify a published image.
     Verify(commands::VerifyArgs),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
-    Serve(serve::ServeArgs),
+    Serve(serve_args::ServeArgs),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.
@@ -66,7 +66,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match &cli.command {
-        Command::Serve(args) => serve::log_filter(args, &cli.log_level, "warn,opendal=error"),
+        Command::Serve(args) => {
+            commands::serve::log_filter(args, &cli.log_level, "warn,opendal=error")
+        }
         _ => cli.log_level.clone(),
     });
     tracing_subscriber::fmt()
@@ -86,7 +88,7 @@ fn main() -> ExitCode {
         Command::Plugins(cmd) => commands::plugins(cmd, &libs),
         Command::Publish(args) => commands::publish(args, storage, &libs),
         Command::Verify(args) => commands::verify(args, storage, &libs),
-        Command::Serve(args) => serve::command(args, storage, &libs),
+        Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Run { config, json } => commands::run(&config, storage, json, &libs),
     };
     match result {
