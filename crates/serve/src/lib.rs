@@ -14,6 +14,7 @@ mod pieces;
 mod range;
 mod routes;
 mod settings;
+mod state;
 
 pub use settings::{normalize_origin, CorsMode, Settings};
 
@@ -44,7 +45,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Stopped {
     let grace = settings.shutdown_grace;
-    let app = app::router(app::AppState::new(storage, settings));
+    let app = app::router(state::AppState::new(storage, settings));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -1,12 +1,12 @@
 //! CORS, CORP and Vary (SPEC 3.8): the policy, and the layer that puts a route's headers on
 //! every response of that route (errors included) and completes preflight answers.
 
-use crate::app::Shared;
 use crate::settings::{normalize_origin, CorsMode};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use axum::middleware::Next;
+use std::sync::Arc;
 
 /// Which expose list a route uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,16 +157,16 @@ pub fn preflight_answer() -> Response<Body> {
 /// The CORS layer of routes of `kind`: the route's headers on every response, the preflight
 /// headers on preflight answers.
 pub async fn layer(
-    State((st, kind)): State<(Shared, RouteKind)>,
+    State((cors, kind)): State<(Arc<Cors>, RouteKind)>,
     req: Request,
     next: Next,
 ) -> Response<Body> {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut resp = next.run(req).await;
     if resp.extensions().get::<Preflight>().is_some() {
-        st.cors.preflight(origin.as_ref(), resp.headers_mut(), kind);
+        cors.preflight(origin.as_ref(), resp.headers_mut(), kind);
     } else {
-        st.cors.apply(origin.as_ref(), resp.headers_mut(), kind);
+        cors.apply(origin.as_ref(), resp.headers_mut(), kind);
     }
     resp
 }

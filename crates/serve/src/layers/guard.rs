@@ -3,21 +3,32 @@
 //! answered. The parsed path travels to the handler in the request's extensions ([`Target`]);
 //! the permit is held by the response body until it is fully sent or dropped.
 
-use super::cors::preflight_answer;
+use super::cors::{preflight_answer, RouteKind};
 use super::errors::ApiError;
-use super::limit::Held;
-use crate::app::Shared;
-use crate::routes::paths::Shape;
+use super::limit::{Held, Limit};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
+use std::sync::Arc;
+
+/// A route shape: its path rule and what the guard does for it.
+pub trait Shape: Clone + Send + Sync + 'static {
+    /// Which CORS headers its responses carry.
+    const KIND: RouteKind;
+    /// Whether the concurrency cap applies to it.
+    const LIMITED: bool;
+    /// Whether its 429 carries `Accept-Ranges: bytes`.
+    const RANGES: bool;
+    /// Parses the raw request path, or the error to answer.
+    fn parse(path: &str) -> Result<Self, ApiError>;
+}
 
 /// The guard middleware of shape `S`.
 pub async fn layer<S: Shape>(
-    State(st): State<Shared>,
+    State(limit): State<Arc<Limit>>,
     mut req: Request,
     next: Next,
 ) -> Response<Body> {
@@ -35,7 +46,7 @@ pub async fn layer<S: Shape>(
             .into_response();
     }
     let permit = if S::LIMITED {
-        match st.limit.acquire() {
+        match limit.acquire() {
             Ok(p) => p,
             Err(e) => return e.accept_ranges(S::RANGES).into_response(),
         }

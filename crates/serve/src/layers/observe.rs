@@ -3,11 +3,12 @@
 //! response, one log line per request (with `x-aero-user-id`), and the request metrics.
 
 use super::errors::bounded;
-use crate::app::Shared;
+use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Response};
 use axum::middleware::Next;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The request's id: the client's, or a new one.
@@ -32,7 +33,11 @@ fn route_label(path: &str) -> String {
 }
 
 /// The observability middleware.
-pub async fn layer(State(st): State<Shared>, req: Request, next: Next) -> Response<Body> {
+pub async fn layer(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
     let started = Instant::now();
     let route = req
         .extensions()
@@ -49,7 +54,7 @@ pub async fn layer(State(st): State<Shared>, req: Request, next: Next) -> Respon
     let mut resp = next.run(req).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    st.metrics.request(&route, method.as_str(), status, elapsed);
+    metrics.request(&route, method.as_str(), status, elapsed);
     let bytes = resp
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -1,41 +1,17 @@
 //! The metadata API (SPEC 3.10): `/v1/images` and `/v1/images/:id/meta`.
 
 use super::paths::MetaPath;
-use super::{respond, Reply};
-use crate::app::Shared;
+use super::{json, respond, Reply};
 use crate::conditional::{revalidate, Validators};
 use crate::images::{Image, StoreError};
 use crate::layers::errors::ApiError;
 use crate::layers::guard::Target;
+use crate::state::Shared;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use std::time::UNIX_EPOCH;
-
-/// A JSON response (an empty body for `HEAD`).
-pub fn json(
-    status: StatusCode,
-    value: &serde_json::Value,
-    mut headers: HeaderMap,
-    head: bool,
-) -> Response<Body> {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    respond(
-        status,
-        headers,
-        if head {
-            Body::empty()
-        } else {
-            Body::from(bytes)
-        },
-    )
-}
 
 fn image_json(img: &Image) -> serde_json::Value {
     let last_modified = img

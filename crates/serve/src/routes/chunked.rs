@@ -2,12 +2,12 @@
 
 use super::paths::{decode, ChunkedPath};
 use super::{cache_control, content_headers, respond, Reply};
-use crate::app::Shared;
 use crate::conditional::{derived_etag, revalidate, Validators};
 use crate::images::StoreError;
 use crate::layers::errors::ApiError;
 use crate::layers::guard::Target;
 use crate::metrics::StoreErrorKind;
+use crate::state::Shared;
 use aero_chunked::layout::{chunk_file_key, chunk_name_ok};
 use aero_chunked::read::{is_missing, Origin, Plan};
 use axum::body::{Body, Bytes};

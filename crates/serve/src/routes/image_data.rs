@@ -2,13 +2,13 @@
 
 use super::paths::ImagePath;
 use super::{cache_control, content_headers, respond, Reply};
-use crate::app::Shared;
 use crate::conditional::{if_range_satisfied, revalidate};
 use crate::images::Image;
 use crate::layers::errors::ApiError;
 use crate::layers::guard::Target;
 use crate::metrics::StoreErrorKind;
 use crate::range::{self, RangeError};
+use crate::state::Shared;
 use aero_chunked::read::{is_missing, Plan};
 use axum::body::Body;
 use axum::extract::{Request, State};

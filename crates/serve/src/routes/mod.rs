@@ -49,3 +49,27 @@ pub fn content_headers(headers: &mut HeaderMap, content_type: &'static str, len:
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }
+
+/// A JSON response (an empty body for `HEAD`).
+pub fn json(
+    status: StatusCode,
+    value: &serde_json::Value,
+    mut headers: HeaderMap,
+    head: bool,
+) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    respond(
+        status,
+        headers,
+        if head {
+            Body::empty()
+        } else {
+            Body::from(bytes)
+        },
+    )
+}

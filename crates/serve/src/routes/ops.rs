@@ -1,9 +1,8 @@
 //! Health, readiness, version (SPEC 3.11) and metrics (3.12).
 
-use super::api::json;
-use super::respond;
-use crate::app::Shared;
+use super::{json, respond};
 use crate::layers::errors::ApiError;
+use crate::state::Shared;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};

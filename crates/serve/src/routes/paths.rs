@@ -4,6 +4,7 @@
 
 use crate::layers::cors::RouteKind;
 use crate::layers::errors::{bounded, ApiError};
+use crate::layers::guard::Shape;
 use aero_chunked::layout::id_ok;
 use axum::http::{header, HeaderValue, StatusCode};
 use percent_encoding::percent_decode_str;
@@ -12,18 +13,6 @@ use percent_encoding::percent_decode_str;
 const MAX_RAW_ID: usize = 128 * 3;
 /// Longest raw chunk-name segment.
 const MAX_RAW_CHUNK: usize = 36 * 3;
-
-/// A route shape: its path rule and what the guard does for it.
-pub trait Shape: Clone + Send + Sync + 'static {
-    /// Which CORS headers its responses carry.
-    const KIND: RouteKind;
-    /// Whether the concurrency cap applies to it.
-    const LIMITED: bool;
-    /// Whether its 429 carries `Accept-Ranges: bytes`.
-    const RANGES: bool;
-    /// Parses the raw request path, or the error to answer.
-    fn parse(path: &str) -> Result<Self, ApiError>;
-}
 
 /// Percent-decodes a path segment; `None` when not UTF-8 (malformed escapes stay literal and
 /// so fail every id and chunk-name rule).
