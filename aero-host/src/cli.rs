@@ -45,7 +45,7 @@ pub enum Command {
     /// Verify a published image.
     Verify(VerifyArgs),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
-    Serve(crate::serve::ServeArgs),
+    Serve(crate::serve_args::ServeArgs),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.

@@ -70,7 +70,7 @@ pub struct Config {
     /// `[[publish]]` jobs.
     pub publish: Vec<PublishJob>,
     /// `[serve]`: serve the storage over HTTP after the jobs.
-    pub serve: Option<crate::serve::ServeArgs>,
+    pub serve: Option<crate::serve_args::ServeArgs>,
     /// The file it was read from and its text, for messages.
     source: (PathBuf, String),
 }
@@ -111,7 +111,7 @@ struct ConfigFile {
     #[serde(default)]
     publish: Vec<Spanned<PublishEntry>>,
     #[serde(default)]
-    serve: Option<crate::serve::ServeArgs>,
+    serve: Option<crate::serve_args::ServeArgs>,
 }
 
 /// A `[[publish]]` entry as written: a key per flag of `publish` (unset keys take the flag's

@@ -5,7 +5,7 @@ mod commands;
 mod config;
 mod output;
 mod runtime;
-mod serve;
+mod serve_args;
 
 use clap::Parser;
 use cli::{Cli, Command, DEFAULT_LOG_LEVEL};
@@ -23,7 +23,9 @@ use format_vhd as _;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match &cli.command {
-        Command::Serve(args) => serve::log_filter(args, &cli.log_level, DEFAULT_LOG_LEVEL),
+        Command::Serve(args) => {
+            commands::serve::log_filter(args, &cli.log_level, DEFAULT_LOG_LEVEL)
+        }
         _ => cli.log_level.clone(),
     });
     tracing_subscriber::fmt()

@@ -8,9 +8,6 @@ pub mod run;
 pub mod serve;
 pub mod verify;
 
-/// `crate::serve` starts its runtime through this path.
-pub(crate) use crate::runtime::runtime;
-
 use crate::cli::{ImageArgs, PublishArgs};
 use crate::output::StderrProgress;
 use aero_chunked::publish::{publish as publish_disk, PublishSummary};

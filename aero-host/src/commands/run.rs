@@ -56,8 +56,8 @@ pub fn command(
             failed |= !report.ok();
         }
         if let (false, Some(serve)) = (failed, &config.serve) {
-            let storage = Arc::new(with_policy(&storage, crate::serve::storage_policy()));
-            crate::serve::run(storage, serve.clone()).await?;
+            let storage = Arc::new(with_policy(&storage, super::serve::storage_policy()));
+            super::serve::run(storage, serve.clone()).await?;
         }
         Ok(if failed {
             ExitCode::FAILURE

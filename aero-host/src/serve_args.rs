@@ -1,9 +1,10 @@
 //! `aero-host serve` options: CLI flags, `[serve]` config keys and `AERO_STORAGE_*` environment
-//! fallbacks (SPEC 3.2), resolved into [`Settings`].
+//! fallbacks (SPEC 3.2), resolved into `aero_serve::Settings` (whose `Default` holds the
+//! defaults).
 
+use aero_serve::{normalize_origin, CorsMode, Settings};
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Every serve option; each is a CLI flag and a `[serve]` key. Unset options fall back to the
@@ -71,42 +72,6 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: Option<u64>,
 }
 
-/// CORS mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CorsMode {
-    /// `Access-Control-Allow-Origin: *`, no credentials.
-    Wildcard,
-    /// Only these (normalised) origins, with credentials.
-    Allowlist(Vec<String>),
-}
-
-/// Resolved settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen_addr: SocketAddr,
-    pub cors: CorsMode,
-    pub corp: String,
-    pub images_prefix: String,
-    pub catalog_key: String,
-    pub require_manifest: bool,
-    pub max_concurrent: usize,
-    pub max_range_bytes: u64,
-    pub max_chunk_bytes: u64,
-    pub public_max_age: u64,
-    pub preflight_max_age: u64,
-    pub require_range: bool,
-    pub disable_metrics: bool,
-    pub metrics_token: Option<String>,
-    pub cache_ttl: Duration,
-    /// Bytes of served pieces kept in memory.
-    pub cache_bytes: u64,
-    pub shutdown_grace: Duration,
-    pub metrics_max_ids: usize,
-    pub version: String,
-    pub git_sha: String,
-    pub built_at: String,
-}
-
 /// Parses the boolean words of SPEC 3.2.
 pub fn parse_bool_word(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -114,11 +79,6 @@ pub fn parse_bool_word(value: &str) -> Option<bool> {
         "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// Normalises an origin for comparison: trimmed, no trailing `/`, lowercase.
-pub fn normalize_origin(origin: &str) -> String {
-    origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 
 struct Env<'a> {
@@ -165,6 +125,7 @@ impl ServeArgs {
     /// Resolves the options with `get` as the environment.
     pub fn resolve_with(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<Settings> {
         let env = Env { get };
+        let d = Settings::default();
         let listen_addr = match &self.listen_addr {
             Some(a) => a
                 .trim()
@@ -188,7 +149,7 @@ impl ServeArgs {
                         }
                     }
                 }
-                addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080)))
+                addr.unwrap_or(d.listen_addr)
             }
         };
         let origins: Vec<String> = if self.cors_origin.is_empty() {
@@ -223,7 +184,7 @@ impl ServeArgs {
                 ])
                 .map(|(_, v)| v)
             })
-            .unwrap_or_else(|| "same-site".into())
+            .unwrap_or_else(|| d.corp.clone())
             .trim()
             .to_string();
         if !matches!(corp.as_str(), "same-origin" | "same-site" | "cross-origin") {
@@ -236,13 +197,13 @@ impl ServeArgs {
                 env.first(&["AERO_STORAGE_IMAGES_PREFIX", "AERO_STORAGE_IMAGE_ROOT"])
                     .map(|(_, v)| v)
             })
-            .unwrap_or_else(|| "images/".into());
+            .unwrap_or_else(|| d.images_prefix.clone());
         let images_prefix = aero_chunked::layout::normalize_prefix(images_prefix.trim());
         let catalog_key = self
             .catalog_key
             .clone()
             .or_else(|| env.first(&["AERO_STORAGE_CATALOG_KEY"]).map(|(_, v)| v))
-            .unwrap_or_else(|| "manifest.json".into())
+            .unwrap_or_else(|| d.catalog_key.clone())
             .trim()
             .trim_start_matches('/')
             .to_string();
@@ -262,81 +223,85 @@ impl ServeArgs {
             Some(v) => v,
             None => env
                 .num("AERO_STORAGE_MAX_CHUNK_BYTES")?
-                .unwrap_or(aero_chunked::format::MAX_CHUNK_SIZE),
+                .unwrap_or(d.max_chunk_bytes),
         };
         let git_sha = env
             .first(&["AERO_STORAGE_SERVER_GIT_SHA", "GIT_SHA"])
             .map(|(_, v)| v)
-            .unwrap_or_else(|| "dev".into());
-        Ok(Settings {
-            listen_addr,
-            cors,
-            corp,
-            images_prefix,
-            catalog_key,
-            require_manifest: opt(
-                self.require_manifest,
-                env.boolean("AERO_STORAGE_REQUIRE_MANIFEST")?,
-                false,
-            ),
-            max_concurrent: opt(
-                self.max_concurrent_bytes_requests,
-                env.num("AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS")?,
-                64,
-            ),
-            max_range_bytes: opt(
-                self.max_range_bytes,
-                env.num("AERO_STORAGE_MAX_RANGE_BYTES")?,
-                8 * 1024 * 1024,
-            ),
-            max_chunk_bytes,
-            public_max_age: opt(
-                self.public_cache_max_age_secs,
-                env.num("AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS")?,
-                3600,
-            ),
-            preflight_max_age: opt(
-                self.cors_preflight_max_age_secs,
-                env.num("AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS")?,
-                86400,
-            ),
-            require_range: opt(
-                self.require_range,
-                env.boolean("AERO_STORAGE_REQUIRE_RANGE")?,
-                false,
-            ),
-            disable_metrics: opt(
-                self.disable_metrics,
-                env.boolean("AERO_STORAGE_DISABLE_METRICS")?,
-                false,
-            ),
-            metrics_token,
-            cache_ttl: Duration::from_millis(opt(
-                self.cache_ttl_ms,
-                env.num("AERO_STORAGE_CACHE_TTL_MS")?,
-                2000,
-            )),
-            cache_bytes: opt(
-                self.cache_bytes,
-                env.num("AERO_STORAGE_CACHE_BYTES")?,
-                256 * 1024 * 1024,
-            ),
-            shutdown_grace: Duration::from_secs(opt(
-                self.shutdown_grace_secs,
-                env.num("AERO_STORAGE_SHUTDOWN_GRACE_SECS")?,
-                30,
-            )),
-            metrics_max_ids: env.num("AERO_IMAGE_METRICS_MAX_IDS")?.unwrap_or(100),
-            version: env
-                .first(&["AERO_STORAGE_SERVER_VERSION"])
-                .map(|(_, v)| v)
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-            git_sha,
-            built_at: env
-                .first(&["AERO_STORAGE_SERVER_BUILD_TIMESTAMP", "BUILD_TIMESTAMP"])
-                .map(|(_, v)| v)
-                .unwrap_or_default(),
-        })
+            .unwrap_or(d.git_sha.clone());
+        let mut s = Settings::default();
+        s.listen_addr = listen_addr;
+        s.cors = cors;
+        s.corp = corp;
+        s.images_prefix = images_prefix;
+        s.catalog_key = catalog_key;
+        s.require_manifest = opt(
+            self.require_manifest,
+            env.boolean("AERO_STORAGE_REQUIRE_MANIFEST")?,
+            d.require_manifest,
+        );
+        s.max_concurrent = opt(
+            self.max_concurrent_bytes_requests,
+            env.num("AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS")?,
+            d.max_concurrent,
+        );
+        s.max_range_bytes = opt(
+            self.max_range_bytes,
+            env.num("AERO_STORAGE_MAX_RANGE_BYTES")?,
+            d.max_range_bytes,
+        );
+        s.max_chunk_bytes = max_chunk_bytes;
+        s.public_max_age = opt(
+            self.public_cache_max_age_secs,
+            env.num("AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS")?,
+            d.public_max_age,
+        );
+        s.preflight_max_age = opt(
+            self.cors_preflight_max_age_secs,
+            env.num("AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS")?,
+            d.preflight_max_age,
+        );
+        s.require_range = opt(
+            self.require_range,
+            env.boolean("AERO_STORAGE_REQUIRE_RANGE")?,
+            d.require_range,
+        );
+        s.disable_metrics = opt(
+            self.disable_metrics,
+            env.boolean("AERO_STORAGE_DISABLE_METRICS")?,
+            d.disable_metrics,
+        );
+        s.metrics_token = metrics_token;
+        s.cache_ttl = opt(
+            self.cache_ttl_ms.map(Duration::from_millis),
+            env.num("AERO_STORAGE_CACHE_TTL_MS")?
+                .map(Duration::from_millis),
+            d.cache_ttl,
+        );
+        s.cache_bytes = opt(
+            self.cache_bytes,
+            env.num("AERO_STORAGE_CACHE_BYTES")?,
+            d.cache_bytes,
+        );
+        s.shutdown_grace = opt(
+            self.shutdown_grace_secs.map(Duration::from_secs),
+            env.num("AERO_STORAGE_SHUTDOWN_GRACE_SECS")?
+                .map(Duration::from_secs),
+            d.shutdown_grace,
+        );
+        s.metrics_max_ids = env
+            .num("AERO_IMAGE_METRICS_MAX_IDS")?
+            .unwrap_or(d.metrics_max_ids);
+        s.version = env
+            .first(&["AERO_STORAGE_SERVER_VERSION"])
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+        s.git_sha = git_sha;
+        s.built_at = env
+            .first(&["AERO_STORAGE_SERVER_BUILD_TIMESTAMP", "BUILD_TIMESTAMP"])
+            .map(|(_, v)| v)
+            .unwrap_or(d.built_at);
+        Ok(s)
     }
 
     /// The log filter: `--log-level` given explicitly, else `[serve] log_level`, else

@@ -41,6 +41,9 @@ pub struct Metrics {
     range_valid: AtomicU64,
     range_invalid: AtomicU64,
     store_errors: [AtomicU64; 3],
+    piece_hits: AtomicU64,
+    piece_misses: AtomicU64,
+    piece_reads: AtomicU64,
 }
 
 impl Metrics {
@@ -55,6 +58,9 @@ impl Metrics {
             range_valid: AtomicU64::new(0),
             range_invalid: AtomicU64::new(0),
             store_errors: Default::default(),
+            piece_hits: AtomicU64::new(0),
+            piece_misses: AtomicU64::new(0),
+            piece_reads: AtomicU64::new(0),
         };
         {
             let mut r = m.requests.lock().unwrap();
@@ -121,8 +127,23 @@ impl Metrics {
         self.store_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
+    /// Counts a piece-cache lookup.
+    pub fn piece_cache(&self, hit: bool) {
+        let counter = if hit {
+            &self.piece_hits
+        } else {
+            &self.piece_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a piece read from storage.
+    pub fn piece_read(&self) {
+        self.piece_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition; `cached_bytes` is what the piece cache holds now.
+    pub fn render(&self, cached_bytes: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -213,6 +234,36 @@ impl Metrics {
                 self.store_errors[i].load(Ordering::Relaxed)
             );
         }
+        for (name, kind, help, value) in [
+            (
+                "aero_storage_piece_cache_hits_total",
+                "counter",
+                "Pieces answered from the piece cache.",
+                self.piece_hits.load(Ordering::Relaxed),
+            ),
+            (
+                "aero_storage_piece_cache_misses_total",
+                "counter",
+                "Piece-cache lookups that had to read storage.",
+                self.piece_misses.load(Ordering::Relaxed),
+            ),
+            (
+                "aero_storage_piece_cache_bytes",
+                "gauge",
+                "Bytes the piece cache holds.",
+                cached_bytes,
+            ),
+            (
+                "aero_storage_piece_reads_total",
+                "counter",
+                "Pieces read from storage, cached or not.",
+                self.piece_reads.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
         out
     }
 }
@@ -235,7 +286,9 @@ mod tests {
         m.range(true);
         m.store_error(StoreErrorKind::Manifest);
         m.request("/v1/images/:image_id", "GET", 206, Duration::from_millis(3));
-        let text = m.render();
+        m.piece_cache(true);
+        m.piece_read();
+        let text = m.render(42);
         assert!(text.contains("image_bytes_served_total{image_id=\"a\"} 5"));
         assert!(text.contains("image_bytes_served_total{image_id=\"__other__\"} 7"));
         assert!(text.contains("range_requests_total{result=\"valid\"} 1"));
@@ -243,5 +296,9 @@ mod tests {
         assert!(text
             .contains("http_requests_total{route=\"/metrics\",method=\"GET\",status=\"200\"} 0"));
         assert!(text.contains("le=\"0.005\"} 1"));
+        assert!(text.contains("aero_storage_piece_cache_hits_total 1\n"));
+        assert!(text.contains("aero_storage_piece_cache_misses_total 0\n"));
+        assert!(text.contains("aero_storage_piece_cache_bytes 42\n"));
+        assert!(text.contains("aero_storage_piece_reads_total 1\n"));
     }
 }

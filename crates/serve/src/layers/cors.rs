@@ -1,7 +1,12 @@
-//! CORS, CORP and Vary (SPEC 3.8).
+//! CORS, CORP and Vary (SPEC 3.8): the policy, and the layer that puts a route's headers on
+//! every response of that route (errors included) and completes preflight answers.
 
-use super::settings::{normalize_origin, CorsMode};
-use axum::http::{header, HeaderMap, HeaderValue};
+use crate::settings::{normalize_origin, CorsMode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use axum::middleware::Next;
+use std::sync::Arc;
 
 /// Which expose list a route uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,12 +44,12 @@ impl Cors {
         }
     }
 
-    /// The `Access-Control-Allow-Origin` value for a request, or `None` when not allowed.
-    fn allow_origin(&self, request: &HeaderMap) -> Option<HeaderValue> {
+    /// The `Access-Control-Allow-Origin` value for a request's `Origin`, or `None` when not allowed.
+    fn allow_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
         match &self.mode {
             CorsMode::Wildcard => Some(HeaderValue::from_static("*")),
             CorsMode::Allowlist(list) => {
-                let origin = request.get(header::ORIGIN)?;
+                let origin = origin?;
                 let text = origin.to_str().ok()?;
                 list.contains(&normalize_origin(text))
                     .then(|| origin.clone())
@@ -57,14 +62,14 @@ impl Cors {
     }
 
     /// Adds the headers of an actual (non-preflight) response.
-    pub fn apply(&self, request: &HeaderMap, out: &mut HeaderMap, kind: RouteKind) {
+    pub fn apply(&self, origin: Option<&HeaderValue>, out: &mut HeaderMap, kind: RouteKind) {
         if kind == RouteKind::Data {
             out.insert("cross-origin-resource-policy", self.corp.clone());
         }
         if self.allowlist() {
             merge_vary(out, &["Origin"]);
         }
-        let Some(acao) = self.allow_origin(request) else {
+        let Some(acao) = self.allow_origin(origin) else {
             return;
         };
         let wildcard = acao == "*";
@@ -93,7 +98,7 @@ impl Cors {
     }
 
     /// Adds the headers of a preflight response.
-    pub fn preflight(&self, request: &HeaderMap, out: &mut HeaderMap, kind: RouteKind) {
+    pub fn preflight(&self, origin: Option<&HeaderValue>, out: &mut HeaderMap, kind: RouteKind) {
         if kind == RouteKind::Data {
             out.insert("cross-origin-resource-policy", self.corp.clone());
         }
@@ -115,7 +120,7 @@ impl Cors {
                 ],
             );
         }
-        let Some(acao) = self.allow_origin(request) else {
+        let Some(acao) = self.allow_origin(origin) else {
             return;
         };
         if acao != "*" {
@@ -137,8 +142,37 @@ impl Cors {
     }
 }
 
+/// Marks the answer to a preflight, so the CORS layer adds the preflight headers.
+#[derive(Clone, Copy)]
+struct Preflight;
+
+/// The answer to a preflight (`OPTIONS`): 204, empty; the CORS layer completes it.
+pub fn preflight_answer() -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.extensions_mut().insert(Preflight);
+    resp
+}
+
+/// The CORS layer of routes of `kind`: the route's headers on every response, the preflight
+/// headers on preflight answers.
+pub async fn layer(
+    State((cors, kind)): State<(Arc<Cors>, RouteKind)>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp = next.run(req).await;
+    if resp.extensions().get::<Preflight>().is_some() {
+        cors.preflight(origin.as_ref(), resp.headers_mut(), kind);
+    } else {
+        cors.apply(origin.as_ref(), resp.headers_mut(), kind);
+    }
+    resp
+}
+
 /// Merges `tokens` into `Vary` (case-insensitive, one header, `*` kept alone).
-pub fn merge_vary(out: &mut HeaderMap, tokens: &[&str]) {
+fn merge_vary(out: &mut HeaderMap, tokens: &[&str]) {
     let mut all: Vec<String> = Vec::new();
     for v in out.get_all(header::VARY) {
         if let Ok(s) = v.to_str() {
@@ -172,28 +206,45 @@ mod tests {
             "cross-origin",
             60,
         );
-        let mut req = HeaderMap::new();
-        req.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://A.example/"),
-        );
+        let origin = HeaderValue::from_static("https://A.example/");
         let mut out = HeaderMap::new();
         out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        cors.apply(&req, &mut out, RouteKind::Data);
+        cors.apply(Some(&origin), &mut out, RouteKind::Data);
         assert_eq!(
             out[header::ACCESS_CONTROL_ALLOW_ORIGIN],
             "https://A.example/"
         );
         assert_eq!(out[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         assert_eq!(out[header::VARY], "accept-encoding, Origin");
-        let mut req = HeaderMap::new();
-        req.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
+        let evil = HeaderValue::from_static("https://evil.example");
         let mut out = HeaderMap::new();
-        cors.apply(&req, &mut out, RouteKind::Data);
+        cors.apply(Some(&evil), &mut out, RouteKind::Data);
         assert!(out.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(out.get(header::ACCESS_CONTROL_EXPOSE_HEADERS).is_none());
+        assert_eq!(out["cross-origin-resource-policy"], "cross-origin");
+    }
+
+    #[test]
+    fn preflights_vary_on_the_request_headers_and_allow_the_methods() {
+        let cors = Cors::new(CorsMode::Wildcard, "same-site", 86400);
+        let mut out = HeaderMap::new();
+        cors.preflight(None, &mut out, RouteKind::Meta);
+        assert_eq!(out[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(
+            out[header::ACCESS_CONTROL_ALLOW_METHODS],
+            "GET, HEAD, OPTIONS"
+        );
+        assert_eq!(out[header::ACCESS_CONTROL_MAX_AGE], "86400");
+        assert_eq!(
+            out[header::VARY],
+            "Access-Control-Request-Method, Access-Control-Request-Headers"
+        );
+        assert!(out.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+        assert!(out.get("cross-origin-resource-policy").is_none());
+        let mut out = HeaderMap::new();
+        out.insert(header::VARY, HeaderValue::from_static("*"));
+        cors.apply(None, &mut out, RouteKind::Health);
+        assert_eq!(out[header::VARY], "*");
         assert!(out.get(header::ACCESS_CONTROL_EXPOSE_HEADERS).is_none());
     }
 }

@@ -2,20 +2,20 @@
 //! (`<prefix><id>/latest.json`, `<prefix><id>/<version>/manifest.json`) and raw objects listed
 //! in the catalog. Pointers, manifests, the catalog and stats are cached for a short TTL.
 
-use super::conditional::{derived_etag, post_epoch, Validators};
-use super::metrics::{Metrics, StoreErrorKind};
-use super::piece_cache::PieceCache;
-use super::settings::Settings;
+use crate::conditional::{derived_etag, post_epoch, Validators};
+use crate::layers::errors::ApiError;
+use crate::metrics::{Metrics, StoreErrorKind};
+use crate::settings::Settings;
 use aero_chunked::format::catalog::{self, Entry};
 use aero_chunked::format::{Latest, ManifestLimits, MAX_MANIFEST_BYTES};
 use aero_chunked::layout::{id_ok, image_root};
-use aero_chunked::read::{read_piece, Origin, Piece};
+use aero_chunked::read::Origin;
 use aero_chunked::resolve::{read_pointer, LoadedManifest};
 use aero_chunked::store::{is_not_found, read_limited};
 use aero_plugin_api::backend::opendal;
 use aero_plugin_api::backend::Storage;
-use axum::body::Bytes;
-use std::collections::{HashMap, VecDeque};
+use axum::http::StatusCode;
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -51,33 +51,51 @@ impl StoreError {
         }
     }
 
-    /// Counts the error.
-    pub fn count(&self, metrics: &Metrics) {
-        match self {
-            StoreError::NotFound => {}
-            StoreError::Manifest(_) => metrics.store_error(StoreErrorKind::Manifest),
-            StoreError::Io(_) => metrics.store_error(StoreErrorKind::Meta),
-        }
+    /// Counts the error and makes its answer: 404, or 500 with the message (logged).
+    pub fn answer(self, metrics: &Metrics) -> ApiError {
+        let message = match self {
+            StoreError::NotFound => return ApiError::new(StatusCode::NOT_FOUND, "not found"),
+            StoreError::Manifest(m) => {
+                metrics.store_error(StoreErrorKind::Manifest);
+                m
+            }
+            StoreError::Io(m) => {
+                metrics.store_error(StoreErrorKind::Meta);
+                m
+            }
+        };
+        tracing::error!("storage: {message}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, &message)
     }
 }
 
 /// An image, as the bytes and metadata endpoints see it.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// Its id.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// Description.
     pub description: Option<String>,
+    /// Suggested chunk size.
     pub recommended_chunk_size_bytes: Option<u64>,
+    /// Public (cacheable) or private.
     pub public: bool,
+    /// Guest-visible size in bytes.
     pub size: u64,
+    /// ETag and Last-Modified.
     pub validators: Validators,
+    /// Where its bytes are.
     pub source: Origin,
 }
 
 /// What a stat returned.
 #[derive(Debug, Clone, Copy)]
 pub struct Stat {
+    /// Object size.
     pub size: u64,
+    /// Modification time (none before 1970).
     pub last_modified: Option<SystemTime>,
 }
 
@@ -118,10 +136,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Ttl<K, V> {
 
 type Catalog = Option<Arc<Vec<Entry>>>;
 
-/// Image lookups over one operator.
+/// Image lookups over one storage.
 pub struct Store {
-    /// The backend.
-    pub storage: Arc<Storage>,
+    storage: Arc<Storage>,
     prefix: String,
     catalog_key: String,
     require_catalog: bool,
@@ -129,7 +146,6 @@ pub struct Store {
     latest: Ttl<String, Result<Latest, StoreError>>,
     manifests: Ttl<String, Result<Arc<LoadedManifest>, StoreError>>,
     stats: Ttl<String, Result<Stat, StoreError>>,
-    pieces: Option<PieceCache>,
 }
 
 fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
@@ -149,31 +165,7 @@ impl Store {
             latest: Ttl::new(ttl),
             manifests: Ttl::new(ttl),
             stats: Ttl::new(ttl),
-            pieces: PieceCache::new(settings.cache_bytes),
         }
-    }
-
-    /// Reads one piece, from the piece cache when it holds it.
-    pub async fn read_cached(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
-        let Some(cache) = &self.pieces else {
-            return read_piece(&self.storage, piece).await;
-        };
-        if let Some(bytes) = cache.get(piece) {
-            return Ok(VecDeque::from([bytes]));
-        }
-        let parts = read_piece(&self.storage, piece).await?;
-        let bytes = if parts.len() == 1 {
-            parts[0].clone()
-        } else {
-            Bytes::from(
-                parts
-                    .iter()
-                    .flat_map(|b| b.iter().copied())
-                    .collect::<Vec<u8>>(),
-            )
-        };
-        cache.insert(piece, bytes.clone());
-        Ok(VecDeque::from([bytes]))
     }
 
     /// The catalog: `None` when absent (and not required).

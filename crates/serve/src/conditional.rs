@@ -42,7 +42,7 @@ fn secs(t: SystemTime) -> u64 {
 }
 
 /// An HTTP date.
-pub fn http_date(t: SystemTime) -> String {
+fn http_date(t: SystemTime) -> String {
     httpdate::fmt_http_date(t)
 }
 
@@ -79,7 +79,7 @@ fn split_tags(value: &str) -> Vec<&str> {
 }
 
 /// Whether `If-None-Match` matches `etag` (weak comparison, `*` matches).
-pub fn none_match(value: &str, etag: &str) -> bool {
+fn none_match(value: &str, etag: &str) -> bool {
     split_tags(value)
         .into_iter()
         .filter(|t| !t.is_empty())
@@ -88,7 +88,7 @@ pub fn none_match(value: &str, etag: &str) -> bool {
 
 /// Whether the request's conditionals say "not modified" (If-None-Match wins over
 /// If-Modified-Since whenever present).
-pub fn not_modified(headers: &HeaderMap, v: &Validators) -> bool {
+fn not_modified(headers: &HeaderMap, v: &Validators) -> bool {
     if headers.contains_key(header::IF_NONE_MATCH) {
         return header_str(headers, header::IF_NONE_MATCH)
             .is_some_and(|inm| none_match(inm, &v.etag));
@@ -126,8 +126,15 @@ pub fn if_range_satisfied(headers: &HeaderMap, v: &Validators) -> bool {
     }
 }
 
+/// Adds `v` as `ETag` and `Last-Modified` to `out`, and says whether the request's
+/// conditionals make the answer a 304.
+pub fn revalidate(req: &HeaderMap, out: &mut HeaderMap, v: &Validators) -> bool {
+    put_validators(out, v);
+    not_modified(req, v)
+}
+
 /// Adds `ETag` and `Last-Modified`.
-pub fn put_validators(out: &mut HeaderMap, v: &Validators) {
+fn put_validators(out: &mut HeaderMap, v: &Validators) {
     if let Ok(value) = HeaderValue::from_str(&v.etag) {
         out.insert(header::ETAG, value);
     }
@@ -189,5 +196,20 @@ mod tests {
         assert!(!if_range_satisfied(&hm(&[("if-range", &earlier)]), &v));
         assert!(!if_range_satisfied(&hm(&[("if-range", "garbage")]), &v));
         assert_eq!(split_tags("\"a,b\", \"c\""), vec!["\"a,b\"", "\"c\""]);
+    }
+
+    #[test]
+    fn revalidation_sets_the_validators_either_way() {
+        let v = Validators {
+            etag: "\"x\"".into(),
+            last_modified: Some(UNIX_EPOCH + Duration::from_secs(1)),
+        };
+        let mut out = HeaderMap::new();
+        assert!(revalidate(&hm(&[("if-none-match", "\"x\"")]), &mut out, &v));
+        assert_eq!(out[header::ETAG], "\"x\"");
+        assert_eq!(out[header::LAST_MODIFIED], "Thu, 01 Jan 1970 00:00:01 GMT");
+        let mut out = HeaderMap::new();
+        assert!(!revalidate(&HeaderMap::new(), &mut out, &v));
+        assert_eq!(out[header::ETAG], "\"x\"");
     }
 }

@@ -1,0 +1,311 @@
+//! Reading the bytes of responses as pieces (see `aero_chunked::read`), through one bounded
+//! in-memory piece cache, into response bodies of an exact length.
+//!
+//! # The piece cache
+//! - **What is cached:** the bytes of pieces read to *start* a response: every piece of a
+//!   206 range (at most `max_range_bytes`), and the first piece of a full-image 200 or of a
+//!   chunk. A piece is at most `aero_chunked::read::PIECE` (4 MiB) of one object.
+//! - **Keyed by:** object key, byte range within the object, and the content tag of what is
+//!   served (its ETag and Last-Modified), so a changed object is never answered from old
+//!   entries once its stat (at most `cache_ttl` old) shows the change.
+//! - **Bypassed:** when `cache_bytes` is 0 (no cache at all), and for the pieces after the
+//!   first of a streamed body (full images and chunks stream past the cache).
+//! - **How big:** at most `cache_bytes` (default 256 MiB), each entry weighing its length plus
+//!   its key; when full, quick_cache evicts the least valuable (cold) entries first.
+//!
+//! Metrics: `aero_storage_piece_cache_hits_total`, `aero_storage_piece_cache_misses_total`,
+//! `aero_storage_piece_cache_bytes` and `aero_storage_piece_reads_total` (every piece read
+//! from storage, cached or not).
+
+use crate::metrics::Metrics;
+use aero_chunked::read::{read_piece, Piece, Plan};
+use aero_plugin_api::backend::Storage;
+use axum::body::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http_body::{Frame, SizeHint};
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// What identifies a cached piece: the object, the byte range and the content tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PieceKey {
+    key: String,
+    start: u64,
+    end: u64,
+    tag: Arc<str>,
+}
+
+impl PieceKey {
+    fn of(piece: &Piece) -> Self {
+        PieceKey {
+            key: piece.key.clone(),
+            start: piece.start,
+            end: piece.end,
+            tag: Arc::clone(&piece.tag),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ByLength;
+
+impl Weighter<PieceKey, Bytes> for ByLength {
+    fn weight(&self, key: &PieceKey, value: &Bytes) -> u64 {
+        (value.len() + key.key.len() + key.tag.len()) as u64
+    }
+}
+
+/// Reads pieces of objects in one storage, through the piece cache.
+pub struct Pieces {
+    storage: Arc<Storage>,
+    cache: Option<Cache<PieceKey, Bytes, ByLength>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pieces {
+    /// Pieces of `storage` with a cache of `cache_bytes` (none when 0), counted in `metrics`.
+    pub fn new(storage: Arc<Storage>, cache_bytes: u64, metrics: Arc<Metrics>) -> Self {
+        let cache = (cache_bytes > 0).then(|| {
+            // The item estimate only sizes the index; weights bound the memory.
+            Cache::with_weighter(
+                (cache_bytes / (64 * 1024)).clamp(16, 1 << 20) as usize,
+                cache_bytes,
+                ByLength,
+            )
+        });
+        Pieces {
+            storage,
+            cache,
+            metrics,
+        }
+    }
+
+    /// Bytes the cache holds now.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+
+    /// Reads one piece, from the cache when it holds it.
+    async fn read(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
+        let Some(cache) = &self.cache else {
+            self.metrics.piece_read();
+            return read_piece(&self.storage, piece).await;
+        };
+        let key = PieceKey::of(piece);
+        if let Some(bytes) = cache.get(&key) {
+            self.metrics.piece_cache(true);
+            return Ok(VecDeque::from([bytes]));
+        }
+        self.metrics.piece_cache(false);
+        self.metrics.piece_read();
+        let parts = read_piece(&self.storage, piece).await?;
+        let bytes = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            Bytes::from(
+                parts
+                    .iter()
+                    .flat_map(|b| b.iter().copied())
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        cache.insert(key, bytes.clone());
+        Ok(VecDeque::from([bytes]))
+    }
+
+    /// The body of `plan`, `total` bytes long: with `all_up_front` (a bounded range) every piece is read before
+    /// the response starts, concurrently; otherwise the first is, and the rest stream. Bytes
+    /// sent are counted for `image_id`.
+    pub async fn body(
+        &self,
+        mut plan: Plan,
+        total: u64,
+        all_up_front: bool,
+        image_id: &str,
+    ) -> std::io::Result<SizedBody> {
+        let upfront: Vec<Piece> = if all_up_front {
+            plan.by_ref().collect()
+        } else {
+            plan.next().into_iter().collect()
+        };
+        let reads = futures::future::try_join_all(upfront.iter().map(|p| self.read(p)));
+        let ready = reads.await?.into_iter().flatten().collect();
+        let storage = Arc::clone(&self.storage);
+        let metrics = Arc::clone(&self.metrics);
+        let rest = futures::stream::iter(plan)
+            .then(move |p| {
+                let storage = Arc::clone(&storage);
+                metrics.piece_read();
+                async move { read_piece(&storage, &p).await }
+            })
+            .boxed();
+        Ok(SizedBody {
+            ready,
+            rest: Some(rest),
+            remaining: total,
+            sent: 0,
+            metrics: Arc::clone(&self.metrics),
+            image_id: image_id.to_string(),
+        })
+    }
+}
+
+/// A response body of an exact length (so HTTP/1.1 uses `Content-Length` framing) that sends
+/// what was read up front, then reads the rest from storage piece by piece.
+pub struct SizedBody {
+    ready: VecDeque<Bytes>,
+    rest: Option<BoxStream<'static, std::io::Result<VecDeque<Bytes>>>>,
+    remaining: u64,
+    sent: u64,
+    metrics: Arc<Metrics>,
+    image_id: String,
+}
+
+impl Drop for SizedBody {
+    fn drop(&mut self) {
+        self.metrics.bytes_served(&self.image_id, self.sent);
+    }
+}
+
+impl http_body::Body for SizedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                if b.is_empty() {
+                    continue;
+                }
+                let n = (b.len() as u64).min(self.remaining);
+                self.remaining -= n;
+                self.sent += n;
+                return Poll::Ready(Some(Ok(Frame::data(b.slice(..n as usize)))));
+            }
+            if self.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            let Some(rest) = self.rest.as_mut() else {
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "storage returned fewer bytes than announced",
+                ))));
+            };
+            match rest.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bufs))) => self.ready = bufs,
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!("response body aborted: {e}");
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => self.rest = None,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aero_plugin_api::backend::{build_storage, Settings};
+
+    fn piece(key: &str, tag: &str) -> Piece {
+        Piece {
+            key: key.to_string(),
+            start: 0,
+            end: 4,
+            tag: Arc::from(tag),
+        }
+    }
+
+    fn pieces(cache_bytes: u64) -> (Pieces, Arc<Metrics>) {
+        let storage =
+            Arc::new(build_storage(&backend_memory::MemoryBackend, &Settings::new()).unwrap());
+        let metrics = Arc::new(Metrics::new("t", 10));
+        (
+            Pieces::new(storage, cache_bytes, Arc::clone(&metrics)),
+            metrics,
+        )
+    }
+
+    #[tokio::test]
+    async fn hits_only_for_the_same_object_range_and_tag() {
+        let (p, m) = pieces(1 << 20);
+        p.storage.operator.write("a", vec![7u8; 8]).await.unwrap();
+        p.storage.operator.write("b", vec![8u8; 8]).await.unwrap();
+        for _ in 0..2 {
+            let got = p.read(&piece("a", "t1")).await.unwrap();
+            assert_eq!(got[0], Bytes::from_static(&[7, 7, 7, 7]));
+        }
+        p.read(&piece("a", "t2")).await.unwrap();
+        p.read(&piece("b", "t1")).await.unwrap();
+        let text = m.render(p.cached_bytes());
+        assert!(
+            text.contains("aero_storage_piece_cache_hits_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aero_storage_piece_cache_misses_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aero_storage_piece_reads_total 3\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_cache_reads_storage_every_time() {
+        let (p, m) = pieces(0);
+        p.storage.operator.write("a", vec![7u8; 8]).await.unwrap();
+        for _ in 0..3 {
+            p.read(&piece("a", "t")).await.unwrap();
+        }
+        let text = m.render(p.cached_bytes());
+        assert!(
+            text.contains("aero_storage_piece_cache_hits_total 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aero_storage_piece_reads_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aero_storage_piece_cache_bytes 0\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stays_within_its_byte_budget() {
+        let (p, _) = pieces(64 * 1024);
+        for i in 0..100 {
+            let key = format!("k{i}");
+            p.storage
+                .operator
+                .write(&key, vec![0u8; 4096])
+                .await
+                .unwrap();
+            let mut big = piece(&key, "t");
+            big.end = 4096;
+            p.read(&big).await.unwrap();
+        }
+        assert!(p.cached_bytes() <= 64 * 1024);
+    }
+}
