@@ -246,7 +246,8 @@ fn status_ranges(cap: u64) -> Vec<(u64, u64)> {
     }
     if cap > 2 {
         ranges.push((1, (cap - 2).min(4097)));
-        ranges.push((cap / 3 | 1, (cap - (cap / 3 | 1)).min(777)));
+        let third = (cap / 3) | 1;
+        ranges.push((third, (cap - third).min(777)));
     }
     ranges
 }
