@@ -64,8 +64,8 @@ const STATUS_STEP: u64 = 64 << 20;
 const STATUS_SPAN: u64 = 1 << 30;
 /// The walk stops once the plugin has returned this many extents.
 const MAX_EXTENTS: usize = 1 << 16;
-/// Zero extents read back per input.
-const ZERO_EXTENTS_READ: usize = 16;
+/// Extents of each kind read back per input.
+const EXTENTS_READ: usize = 16;
 
 /// The built-in or linked format plugin called `name`.
 pub fn format(name: &str) -> Arc<dyn DiskFormat> {
@@ -126,11 +126,11 @@ impl BackingResolver for NoBacking {
 }
 
 /// Probes `data` with the format plugin `name`, opens it (backing files refused) and, when it
-/// opens, checks the disk against the `VirtualDisk` contract: a sane capacity, block status
-/// over the disk in bounded steps that covers each asked range exactly with ascending,
-/// non-empty extents, zero extents that read as zeros, reads at the start, middle and end that
-/// return (an error is fine), and reads or queries past the end that are errors. The plugin
-/// must hold at most [`ALLOCATION_BOUND`] bytes at once.
+/// opens, checks the disk against the `VirtualDisk` contract: a sane capacity; block status over
+/// the disk in bounded steps that covers each asked range exactly with ascending, non-empty
+/// extents; zero extents that read as zeros; reads at the start, middle and end and of data
+/// extents that return (an error is fine); reads and queries past the end that are errors.
+/// The plugin must hold at most [`ALLOCATION_BOUND`] bytes at once.
 pub fn check_format(name: &str, data: &[u8]) {
     let format = format(name);
     let source: Arc<dyn ByteSource> = Arc::new(MemorySource::new(
@@ -162,8 +162,8 @@ fn check_disk(disk: &dyn VirtualDisk) {
     let _ = disk.info();
     check_past_end(disk, cap);
     check_reads(disk, cap);
-    let zeros = check_block_status(disk, cap);
-    check_zeros(disk, &zeros);
+    let sample = check_block_status(disk, cap);
+    check_extent_reads(disk, &sample);
 }
 
 /// Reads and block-status queries that reach past the end must be errors.
@@ -253,10 +253,10 @@ fn status_ranges(cap: u64) -> Vec<(u64, u64)> {
 }
 
 /// Walks block status over the disk (bounded) and checks each answer covers its range
-/// exactly; returns some zero extents to read back.
+/// exactly; returns up to [`EXTENTS_READ`] extents of each kind to read back.
 fn check_block_status(disk: &dyn VirtualDisk, cap: u64) -> Vec<Extent> {
     let mut seen = 0;
-    let mut zeros = Vec::new();
+    let (mut data, mut zeros) = (Vec::new(), Vec::new());
     for (offset, len) in status_ranges(cap) {
         let Ok(extents) = disk.block_status(offset, len) else {
             continue;
@@ -264,18 +264,22 @@ fn check_block_status(disk: &dyn VirtualDisk, cap: u64) -> Vec<Extent> {
         if let Err(problem) = check_cover(&extents, offset, offset + len) {
             panic!("block_status({offset}, {len}): {problem}");
         }
-        zeros.extend(
-            extents
-                .iter()
-                .filter(|e| e.kind == ExtentKind::Zero)
-                .take(ZERO_EXTENTS_READ - zeros.len()),
-        );
+        for &e in &extents {
+            let kept = match e.kind {
+                ExtentKind::Data => &mut data,
+                ExtentKind::Zero => &mut zeros,
+            };
+            if kept.len() < EXTENTS_READ {
+                kept.push(e);
+            }
+        }
         seen += extents.len();
         if seen >= MAX_EXTENTS {
             break;
         }
     }
-    zeros
+    data.extend(zeros);
+    data
 }
 
 /// Checks that `extents` cover `[start, end)` in order without gaps, overlaps or empty ones.
@@ -305,12 +309,17 @@ fn check_cover(extents: &[Extent], start: u64, end: u64) -> std::result::Result<
     }
 }
 
-/// Zero extents read as zeros: the first and last [`READ_LEN`] bytes of each.
-fn check_zeros(disk: &dyn VirtualDisk, zeros: &[Extent]) {
-    for e in zeros {
+/// Reads the first and last [`READ_LEN`] bytes of each extent: data may fail to read (a
+/// damaged cluster), zero extents must read as zeros.
+fn check_extent_reads(disk: &dyn VirtualDisk, extents: &[Extent]) {
+    for e in extents {
         let len = e.length.min(READ_LEN);
         let mut buf = vec![0u8; len as usize];
         for offset in [e.offset, e.end() - len] {
+            if e.kind == ExtentKind::Data {
+                let _ = disk.read_at(offset, &mut buf);
+                continue;
+            }
             if let Err(err) = disk.read_at(offset, &mut buf) {
                 panic!("zero extent {e:?}: read of {len} bytes at {offset} failed: {err}");
             }
