@@ -8,16 +8,15 @@
 //! A harness panics when the code under test breaks its contract; errors returned for damaged
 //! input are fine.
 
-mod alloc;
-
 use aero_plugin_api::{
     Backing, BackingResolver, ByteSource, DiskFormat, Error, ErrorKind, Extent, ExtentKind,
     MemorySource, OpenContext, ProbeInput, Result, VirtualDisk,
 };
+use aero_plugin_testkit::{check_cover, CountingAllocator};
 use std::sync::Arc;
 
 #[global_allocator]
-static ALLOCATOR: alloc::CountingAllocator = alloc::CountingAllocator;
+static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
 /// A fuzz target: its name (the libFuzzer binary and the corpus directory) and its harness.
 pub struct Target {
@@ -137,14 +136,14 @@ pub fn check_format(name: &str, data: &[u8]) {
         format!("fuzz-input.{name}"),
         data.to_vec(),
     ));
-    let base = alloc::mark();
+    let base = CountingAllocator::mark();
     ProbeInput::read(source.as_ref(), |input| format.probe(&input))
         .expect("probe input read from memory");
     let ctx = OpenContext::new(&NoBacking);
     if let Ok(disk) = format.open(source, &ctx) {
         check_disk(disk.as_ref());
     }
-    let peak = alloc::peak_since(base);
+    let peak = CountingAllocator::peak_since(base);
     assert!(
         peak <= ALLOCATION_BOUND,
         "{name}: held {} MiB at once (bound {} MiB)",
@@ -280,33 +279,6 @@ fn check_block_status(disk: &dyn VirtualDisk, cap: u64) -> Vec<Extent> {
     data
 }
 
-/// Checks that `extents` cover `[start, end)` in order without gaps, overlaps or empty ones.
-fn check_cover(extents: &[Extent], start: u64, end: u64) -> std::result::Result<(), String> {
-    let mut at = start;
-    for e in extents {
-        if e.length == 0 {
-            return Err(format!("empty extent {e:?}"));
-        }
-        if e.offset != at {
-            let what = if e.offset < at {
-                "overlaps"
-            } else {
-                "leaves a gap before"
-            };
-            return Err(format!("extent {e:?} {what} offset {at}"));
-        }
-        at = match e.offset.checked_add(e.length) {
-            Some(next) if next <= end => next,
-            _ => return Err(format!("extent {e:?} ends past {end}")),
-        };
-    }
-    if at == end {
-        Ok(())
-    } else {
-        Err(format!("extents stop at {at}, not at {end}"))
-    }
-}
-
 /// Reads the first and last [`READ_LEN`] bytes of each extent: data may fail to read (a
 /// damaged cluster), zero extents must read as zeros.
 fn check_extent_reads(disk: &dyn VirtualDisk, extents: &[Extent]) {
@@ -360,10 +332,10 @@ mod tests {
 
     #[test]
     fn allocation_bound_is_measured() {
-        let base = alloc::mark();
+        let base = CountingAllocator::mark();
         let big = vec![1u8; 8 << 20];
         drop(big);
-        assert!(alloc::peak_since(base) >= 8 << 20);
+        assert!(CountingAllocator::peak_since(base) >= 8 << 20);
     }
 
     #[test]

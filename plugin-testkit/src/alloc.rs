@@ -25,6 +25,20 @@ impl CountingAllocator {
     pub const fn new() -> Self {
         CountingAllocator
     }
+
+    /// Marks the start of a measurement: returns what the thread holds now and resets its peak.
+    pub fn mark() -> isize {
+        let live = LIVE.try_with(Cell::get).unwrap_or(0);
+        let _ = PEAK.try_with(|peak| peak.set(live));
+        live
+    }
+
+    /// The most bytes the thread has held at once since [`mark`](Self::mark) returned `base`,
+    /// above `base`.
+    pub fn peak_since(base: isize) -> u64 {
+        let peak = PEAK.try_with(Cell::get).unwrap_or(base);
+        peak.saturating_sub(base).max(0) as u64
+    }
 }
 
 impl Default for CountingAllocator {

@@ -290,7 +290,7 @@ fn concurrent_reads(s: &Subject) -> Result<String, String> {
 }
 
 /// Checks that `extents` cover `[start, end)` in order without gaps, overlaps or empty ones.
-pub(crate) fn check_cover(extents: &[Extent], start: u64, end: u64) -> Result<(), String> {
+pub fn check_cover(extents: &[Extent], start: u64, end: u64) -> Result<(), String> {
     let mut at = start;
     for e in extents {
         if e.length == 0 {

@@ -39,6 +39,7 @@ mod tests;
 pub use aero_plugin_host::library::{load_library, load_plugin, LoadedPlugin};
 pub use alloc::CountingAllocator;
 pub use build::{build_plugin_library, build_workspace_binary};
+pub use checks::check_cover;
 pub use fixtures::{Fixture, Fixtures, FIXTURES_ENV};
 pub use open::{open_path, open_source, Opened};
 
