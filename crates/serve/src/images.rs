@@ -15,9 +15,9 @@ use aero_chunked::store::{is_not_found, read_limited};
 use aero_plugin_api::backend::opendal;
 use aero_plugin_api::backend::Storage;
 use axum::http::StatusCode;
-use std::collections::HashMap;
+use quick_cache::sync::Cache;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why an image or artifact could not be served.
@@ -99,38 +99,33 @@ pub struct Stat {
     pub last_modified: Option<SystemTime>,
 }
 
+/// Lookups reused for `cache_ttl`: at most [`TTL_ENTRIES`] of each kind, the least useful
+/// evicted first when full (quick_cache's policy).
 struct Ttl<K, V> {
     ttl: Duration,
-    map: Mutex<HashMap<K, (Instant, V)>>,
+    cache: Cache<K, (Instant, V)>,
 }
+
+/// Entries each lookup cache holds at most.
+const TTL_ENTRIES: usize = 4096;
 
 impl<K: Eq + Hash + Clone, V: Clone> Ttl<K, V> {
     fn new(ttl: Duration) -> Self {
         Ttl {
             ttl,
-            map: Mutex::default(),
+            cache: Cache::new(TTL_ENTRIES),
         }
     }
 
     fn get(&self, k: &K) -> Option<V> {
-        let map = self.map.lock().unwrap();
-        let (at, v) = map.get(k)?;
-        (at.elapsed() < self.ttl).then(|| v.clone())
+        let (at, v) = self.cache.get(k)?;
+        (at.elapsed() < self.ttl).then_some(v)
     }
 
     fn put(&self, k: K, v: V) {
-        if self.ttl.is_zero() {
-            return;
+        if !self.ttl.is_zero() {
+            self.cache.insert(k, (Instant::now(), v));
         }
-        let mut map = self.map.lock().unwrap();
-        if map.len() >= 4096 {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-            if map.len() >= 4096 {
-                map.clear();
-            }
-        }
-        map.insert(k, (Instant::now(), v));
     }
 }
 
