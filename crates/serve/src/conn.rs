@@ -3,6 +3,7 @@
 //! so hyper ends the connection and drops its response bodies (their concurrency permits and
 //! buffered bytes with them).
 
+use futures::task::AtomicWaker;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -68,18 +69,28 @@ impl Drop for Slot {
 }
 
 /// Responses in flight on one connection: the idle timeout runs only while there are none.
+/// A read that waits while some are registers here, to be woken (and arm the timer) when the
+/// last one ends.
 #[derive(Default)]
-pub struct InFlight(AtomicUsize);
+pub struct InFlight {
+    count: AtomicUsize,
+    reader: AtomicWaker,
+}
 
 impl InFlight {
     /// Counts a response until the returned guard is dropped (with its body).
     pub fn enter(self: &Arc<Self>) -> Busy {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::SeqCst);
         Busy(Arc::clone(self))
     }
 
-    fn idle(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 0
+    /// Whether no response is in flight; if one is, `cx` is woken when the last one ends.
+    fn idle(&self, cx: &mut Context<'_>) -> bool {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return true;
+        }
+        self.reader.register(cx.waker());
+        self.count.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -88,7 +99,9 @@ pub struct Busy(Arc<InFlight>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -124,7 +137,7 @@ fn timed_out(what: &str) -> io::Error {
 
 /// A connection's IO with its timeouts: a write that cannot progress for the send timeout
 /// fails, and so does a read that gets nothing for the idle timeout while no response is in
-/// flight.
+/// flight nor waiting to be written (the idle time counts from the last byte either way).
 pub struct Timed<T> {
     io: T,
     in_flight: Arc<InFlight>,
@@ -144,11 +157,13 @@ impl<T> Timed<T> {
         }
     }
 
-    /// The result of a write-side poll, failing it once the send deadline has passed.
+    /// The result of a write-side poll, failing it once the send deadline has passed. Only
+    /// written bytes (`progress`) disarm the deadline: a flush of a socket is always ready.
     fn write_side<R>(
         &mut self,
         cx: &mut Context<'_>,
         polled: Poll<io::Result<R>>,
+        progress: bool,
     ) -> Poll<io::Result<R>> {
         match polled {
             Poll::Pending if self.send.expired(cx) => {
@@ -156,8 +171,10 @@ impl<T> Timed<T> {
             }
             Poll::Pending => Poll::Pending,
             ready => {
-                self.send.armed = false;
-                self.idle.armed = false;
+                if progress {
+                    self.send.armed = false;
+                    self.idle.armed = false;
+                }
                 ready
             }
         }
@@ -172,7 +189,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Timed<T> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Pending if !this.in_flight.idle() => {
+            // A response in flight, or bytes of one still waiting to be written: the send
+            // timeout governs.
+            Poll::Pending if this.send.armed || !this.in_flight.idle(cx) => {
                 this.idle.armed = false;
                 Poll::Pending
             }
@@ -195,7 +214,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.write_side(cx, polled)
+        self.write_side(cx, polled, true)
     }
 
     fn poll_write_vectored(
@@ -204,7 +223,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.write_side(cx, polled)
+        self.write_side(cx, polled, true)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -213,12 +232,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_flush(cx);
-        self.write_side(cx, polled)
+        self.write_side(cx, polled, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.write_side(cx, polled)
+        self.write_side(cx, polled, false)
     }
 }
 
