@@ -9,6 +9,7 @@ mod serve_args;
 
 use clap::Parser;
 use cli::{Cli, Command, DEFAULT_LOG_LEVEL};
+use serve_args::{LogFormat, ServeArgs};
 use std::process::ExitCode;
 
 // Built-in plugins register themselves when linked; these keep the crates linked.
@@ -28,12 +29,28 @@ fn main() -> ExitCode {
         }
         _ => cli.log_level.clone(),
     });
-    tracing_subscriber::fmt()
+    // `run` reads the format from the environment: logging starts before its file is read.
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format(),
+        Command::Run { .. } => ServeArgs::default().log_format(),
+        _ => Ok(LogFormat::Text),
+    };
+    let format = match format {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("aero-host: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let libs = aero_plugin_host::LibrarySelection {
         paths: cli.plugins.clone(),
         ..Default::default()

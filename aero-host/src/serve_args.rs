@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Log filter of the server [env AERO_STORAGE_LOG_LEVEL; default info]; RUST_LOG wins.
     #[arg(skip)]
     pub log_level: Option<String>,
+    /// Log lines as text or json (JSON lines) [env AERO_STORAGE_LOG_FORMAT; default text].
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// Bytes/chunked requests served at once; 0 = unlimited [env AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS; default 64].
     #[arg(long)]
     pub max_concurrent_bytes_requests: Option<usize>,
@@ -70,6 +73,31 @@ pub struct ServeArgs {
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [env AERO_STORAGE_SHUTDOWN_GRACE_SECS; default 30].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
+    /// Seconds a client may read nothing of a response before it is disconnected
+    /// [env AERO_STORAGE_SEND_TIMEOUT_SECS; default 60].
+    #[arg(long)]
+    pub send_timeout_secs: Option<u64>,
+    /// Seconds a connection may send nothing before its first request or between requests
+    /// [env AERO_STORAGE_IDLE_TIMEOUT_SECS; default 20].
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Open connections at once, more are closed at accept; 0 = unlimited
+    /// [env AERO_STORAGE_MAX_CONNECTIONS; default 4096].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Open connections at once from one client address; 0 = unlimited
+    /// [env AERO_STORAGE_MAX_CONNECTIONS_PER_IP; default 256].
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Parses the boolean words of SPEC 3.2.
@@ -289,6 +317,31 @@ impl ServeArgs {
                 .map(Duration::from_secs),
             d.shutdown_grace,
         );
+        s.send_timeout = opt(
+            self.send_timeout_secs.map(Duration::from_secs),
+            env.num("AERO_STORAGE_SEND_TIMEOUT_SECS")?
+                .map(Duration::from_secs),
+            d.send_timeout,
+        );
+        s.idle_timeout = opt(
+            self.idle_timeout_secs.map(Duration::from_secs),
+            env.num("AERO_STORAGE_IDLE_TIMEOUT_SECS")?
+                .map(Duration::from_secs),
+            d.idle_timeout,
+        );
+        if s.send_timeout.is_zero() || s.idle_timeout.is_zero() {
+            bail!("send and idle timeouts must be at least 1 second");
+        }
+        s.max_connections = opt(
+            self.max_connections,
+            env.num("AERO_STORAGE_MAX_CONNECTIONS")?,
+            d.max_connections,
+        );
+        s.max_connections_per_ip = opt(
+            self.max_connections_per_ip,
+            env.num("AERO_STORAGE_MAX_CONNECTIONS_PER_IP")?,
+            d.max_connections_per_ip,
+        );
         s.metrics_max_ids = env
             .num("AERO_IMAGE_METRICS_MAX_IDS")?
             .unwrap_or(d.metrics_max_ids);
@@ -312,6 +365,25 @@ impl ServeArgs {
             .or_else(|| std::env::var("AERO_STORAGE_LOG_LEVEL").ok())
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| "info,opendal=error".into())
+    }
+
+    /// The log format: `--log-format`, else `[serve] log_format`, else
+    /// `AERO_STORAGE_LOG_FORMAT`, else text.
+    pub fn log_format(&self) -> Result<LogFormat> {
+        self.log_format_with(&|n| std::env::var(n).ok())
+    }
+
+    fn log_format_with(&self, get: &dyn Fn(&str) -> Option<String>) -> Result<LogFormat> {
+        let env = Env { get };
+        let value = self
+            .log_format
+            .clone()
+            .or_else(|| env.first(&["AERO_STORAGE_LOG_FORMAT"]).map(|(_, v)| v));
+        match value.as_deref().map(str::trim) {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => bail!("log format '{other}' must be text or json"),
+        }
     }
 }
 
@@ -357,5 +429,39 @@ mod tests {
         let s = ServeArgs::default().resolve_with(&|_| None).unwrap();
         assert_eq!(s.max_chunk_bytes, 64 * 1024 * 1024);
         assert_eq!(s.cors, CorsMode::Wildcard);
+    }
+
+    #[test]
+    fn limits_and_log_format_resolve() {
+        let env = |n: &str| match n {
+            "AERO_STORAGE_SEND_TIMEOUT_SECS" => Some("7".to_string()),
+            "AERO_STORAGE_MAX_CONNECTIONS_PER_IP" => Some("3".to_string()),
+            "AERO_STORAGE_LOG_FORMAT" => Some("json".to_string()),
+            _ => None,
+        };
+        let args = ServeArgs {
+            idle_timeout_secs: Some(5),
+            max_connections: Some(10),
+            ..Default::default()
+        };
+        let s = args.resolve_with(&env).unwrap();
+        assert_eq!(s.send_timeout, Duration::from_secs(7));
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        assert_eq!((s.max_connections, s.max_connections_per_ip), (10, 3));
+        assert_eq!(args.log_format_with(&env).unwrap(), LogFormat::Json);
+        assert_eq!(
+            ServeArgs::default().log_format_with(&|_| None).unwrap(),
+            LogFormat::Text
+        );
+        let bad = ServeArgs {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        };
+        assert!(bad.log_format_with(&|_| None).is_err());
+        let zero = ServeArgs {
+            send_timeout_secs: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.resolve_with(&|_| None).is_err());
     }
 }

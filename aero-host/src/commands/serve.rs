@@ -42,9 +42,42 @@ pub fn log_filter(args: &ServeArgs, global: &str, global_default: &str) -> Strin
     args.log_filter()
 }
 
+/// Raises the open-file soft limit to the hard limit (each connection is a descriptor), and
+/// warns when it stays below what `max_connections` needs.
+fn raise_fd_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            tracing::debug!("getrlimit: {}", std::io::Error::last_os_error());
+            return;
+        }
+        let was = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::debug!("open-file limit raised from {was} to {}", lim.rlim_cur);
+            lim.rlim_cur
+        } else {
+            tracing::debug!("setrlimit: {}", std::io::Error::last_os_error());
+            was
+        }
+    };
+    // Headroom for the listener, storage connections and files.
+    if max_connections > 0 && soft < max_connections as u64 + 64 {
+        tracing::warn!(
+            "open-file limit {soft} leaves too little room for max_connections {max_connections}; \
+             accept may fail before the cap applies"
+        );
+    }
+}
+
 /// Serves until SIGINT/SIGTERM, then lets in-flight responses finish.
 pub async fn run(storage: Arc<Storage>, args: ServeArgs) -> Result<()> {
     let settings = args.resolve()?;
+    raise_fd_limit(settings.max_connections);
     let listener = tokio::net::TcpListener::bind(settings.listen_addr)
         .await
         .with_context(|| format!("listening on {}", settings.listen_addr))?;

@@ -17,6 +17,7 @@ mod serve_browser;
 mod serve_cache;
 mod serve_hostile;
 mod serve_http;
+mod serve_limits;
 mod serve_qemu;
 mod support;
 mod verify_cli;

@@ -41,9 +41,12 @@ fn secs(t: SystemTime) -> u64 {
         .as_secs()
 }
 
-/// An HTTP date.
+/// The last second an HTTP date can name: 9999-12-31T23:59:59Z.
+const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
+
+/// An HTTP date; times past year 9999 (which the formatter cannot write) become its last second.
 fn http_date(t: SystemTime) -> String {
-    httpdate::fmt_http_date(t)
+    httpdate::fmt_http_date(t.min(UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE_SECS)))
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -163,6 +166,13 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn dates_past_year_9999_do_not_panic() {
+        let far = UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE_SECS + 86_400 * 365 * 1000);
+        assert_eq!(http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

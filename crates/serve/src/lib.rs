@@ -7,6 +7,7 @@
 
 mod app;
 mod conditional;
+mod conn;
 mod images;
 mod layers;
 mod metrics;
@@ -19,9 +20,11 @@ mod state;
 pub use settings::{normalize_origin, CorsMode, Settings};
 
 use aero_plugin_api::backend::Storage;
+use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use layers::limit::Held;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,9 @@ pub enum Stopped {
 /// Serves `storage` on `listener` until `shutdown` completes, then stops accepting and lets
 /// in-flight responses finish for up to `settings.shutdown_grace`. Accept errors are logged
 /// and retried, so serving itself cannot fail; binding is the caller's.
+///
+/// A connection over `max_connections` (or `max_connections_per_ip`) is closed at once, without
+/// a response; admitted ones get the send and idle timeouts of [`conn::Timed`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     storage: Arc<Storage>,
@@ -45,6 +51,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Stopped {
     let grace = settings.shutdown_grace;
+    let (send_timeout, idle_timeout) = (settings.send_timeout, settings.idle_timeout);
+    let caps = conn::Caps::new(settings.max_connections, settings.max_connections_per_ip);
     let app = app::router(state::AppState::new(storage, settings));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -57,7 +65,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!("accept: {e}");
@@ -65,14 +73,30 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Some(slot) = caps.admit(peer.ip()) else {
+                    tracing::debug!("connection from {peer} closed: connection cap reached");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let in_flight = Arc::new(conn::InFlight::default());
+                let io = conn::Timed::new(stream, Arc::clone(&in_flight), send_timeout, idle_timeout);
+                let app = app.clone();
+                // Each response counts as in flight until its body is sent or dropped.
+                let service = hyper::service::service_fn(move |req| {
+                    let busy = in_flight.enter();
+                    let resp = tower_service::Service::call(&mut app.clone(), req);
+                    async move {
+                        let resp = resp.await?;
+                        Ok::<_, Infallible>(resp.map(|body| Body::new(Held::new(body, busy))))
+                    }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        tracing::debug!("connection: {e}");
+                        tracing::debug!("connection from {peer}: {e}");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,

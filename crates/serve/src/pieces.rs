@@ -1,15 +1,20 @@
 //! Reading the bytes of responses as pieces (see `aero_chunked::read`), through one bounded
 //! in-memory piece cache, into response bodies of an exact length.
 //!
+//! # Streaming
+//! Every body is read in pieces of at most [`STREAM_PIECE`] (256 KiB): the first before the
+//! response starts (so a missing object is still a 404), the rest while it is sent, at most
+//! [`READ_AHEAD`] ahead of the client. A body therefore holds about 1 MiB at most, whatever
+//! its length, and a client that stops reading stops the reads.
+//!
 //! # The piece cache
-//! - **What is cached:** the bytes of pieces read to *start* a response: every piece of a
-//!   206 range (at most `max_range_bytes`), and the first piece of a full-image 200 or of a
-//!   chunk. A piece is at most `aero_chunked::read::PIECE` (4 MiB) of one object.
+//! - **What is cached:** every piece of a 206 range (at most `max_range_bytes`), and the first
+//!   piece of a full-image 200 or of a chunk.
 //! - **Keyed by:** object key, byte range within the object, and the content tag of what is
 //!   served (its ETag and Last-Modified), so a changed object is never answered from old
 //!   entries once its stat (at most `cache_ttl` old) shows the change.
 //! - **Bypassed:** when `cache_bytes` is 0 (no cache at all), and for the pieces after the
-//!   first of a streamed body (full images and chunks stream past the cache).
+//!   first of a full image or a chunk.
 //! - **How big:** at most `cache_bytes` (default 256 MiB), each entry weighing its length plus
 //!   its key; when full, quick_cache evicts the least valuable (cold) entries first.
 //!
@@ -60,10 +65,29 @@ impl Weighter<PieceKey, Bytes> for ByLength {
     }
 }
 
+/// The largest piece a body reads at once.
+pub const STREAM_PIECE: u64 = 256 * 1024;
+
+/// Pieces a body reads ahead of what it has sent.
+pub const READ_AHEAD: usize = 2;
+
+/// `piece` cut into pieces of at most [`STREAM_PIECE`].
+fn split(piece: Piece) -> impl Iterator<Item = Piece> {
+    (piece.start..piece.end)
+        .step_by(STREAM_PIECE as usize)
+        .map(move |start| Piece {
+            key: piece.key.clone(),
+            start,
+            end: piece.end.min(start + STREAM_PIECE),
+            tag: Arc::clone(&piece.tag),
+        })
+}
+
 /// Reads pieces of objects in one storage, through the piece cache.
+#[derive(Clone)]
 pub struct Pieces {
     storage: Arc<Storage>,
-    cache: Option<Cache<PieceKey, Bytes, ByLength>>,
+    cache: Option<Arc<Cache<PieceKey, Bytes, ByLength>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -72,11 +96,11 @@ impl Pieces {
     pub fn new(storage: Arc<Storage>, cache_bytes: u64, metrics: Arc<Metrics>) -> Self {
         let cache = (cache_bytes > 0).then(|| {
             // The item estimate only sizes the index; weights bound the memory.
-            Cache::with_weighter(
+            Arc::new(Cache::with_weighter(
                 (cache_bytes / (64 * 1024)).clamp(16, 1 << 20) as usize,
                 cache_bytes,
                 ByLength,
-            )
+            ))
         });
         Pieces {
             storage,
@@ -90,9 +114,9 @@ impl Pieces {
         self.cache.as_ref().map_or(0, |c| c.weight())
     }
 
-    /// Reads one piece, from the cache when it holds it.
-    async fn read(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
-        let Some(cache) = &self.cache else {
+    /// Reads one piece; through the cache when `cached` (and there is one).
+    async fn read(&self, piece: &Piece, cached: bool) -> std::io::Result<VecDeque<Bytes>> {
+        let Some(cache) = self.cache.as_ref().filter(|_| cached) else {
             self.metrics.piece_read();
             return read_piece(&self.storage, piece).await;
         };
@@ -118,31 +142,28 @@ impl Pieces {
         Ok(VecDeque::from([bytes]))
     }
 
-    /// The body of `plan`, `total` bytes long: with `all_up_front` (a bounded range) every piece is read before
-    /// the response starts, concurrently; otherwise the first is, and the rest stream. Bytes
-    /// sent are counted for `image_id`.
+    /// The body of `plan`, `total` bytes long, streamed in pieces of [`STREAM_PIECE`]: every
+    /// piece through the cache when `cache_all` (a range), else only the first. Bytes sent are
+    /// counted for `image_id`.
     pub async fn body(
         &self,
-        mut plan: Plan,
+        plan: Plan,
         total: u64,
-        all_up_front: bool,
+        cache_all: bool,
         image_id: &str,
     ) -> std::io::Result<SizedBody> {
-        let upfront: Vec<Piece> = if all_up_front {
-            plan.by_ref().collect()
-        } else {
-            plan.next().into_iter().collect()
+        let mut pieces = plan.flat_map(split);
+        let ready = match pieces.next() {
+            Some(first) => self.read(&first, true).await?,
+            None => VecDeque::new(),
         };
-        let reads = futures::future::try_join_all(upfront.iter().map(|p| self.read(p)));
-        let ready = reads.await?.into_iter().flatten().collect();
-        let storage = Arc::clone(&self.storage);
-        let metrics = Arc::clone(&self.metrics);
-        let rest = futures::stream::iter(plan)
-            .then(move |p| {
-                let storage = Arc::clone(&storage);
-                metrics.piece_read();
-                async move { read_piece(&storage, &p).await }
+        let this = self.clone();
+        let rest = futures::stream::iter(pieces)
+            .map(move |p| {
+                let this = this.clone();
+                async move { this.read(&p, cache_all).await }
             })
+            .buffered(READ_AHEAD)
             .boxed();
         Ok(SizedBody {
             ready,
@@ -250,11 +271,11 @@ mod tests {
         p.storage.operator.write("a", vec![7u8; 8]).await.unwrap();
         p.storage.operator.write("b", vec![8u8; 8]).await.unwrap();
         for _ in 0..2 {
-            let got = p.read(&piece("a", "t1")).await.unwrap();
+            let got = p.read(&piece("a", "t1"), true).await.unwrap();
             assert_eq!(got[0], Bytes::from_static(&[7, 7, 7, 7]));
         }
-        p.read(&piece("a", "t2")).await.unwrap();
-        p.read(&piece("b", "t1")).await.unwrap();
+        p.read(&piece("a", "t2"), true).await.unwrap();
+        p.read(&piece("b", "t1"), true).await.unwrap();
         let text = m.render(p.cached_bytes());
         assert!(
             text.contains("aero_storage_piece_cache_hits_total 1\n"),
@@ -275,7 +296,7 @@ mod tests {
         let (p, m) = pieces(0);
         p.storage.operator.write("a", vec![7u8; 8]).await.unwrap();
         for _ in 0..3 {
-            p.read(&piece("a", "t")).await.unwrap();
+            p.read(&piece("a", "t"), true).await.unwrap();
         }
         let text = m.render(p.cached_bytes());
         assert!(
@@ -304,8 +325,24 @@ mod tests {
                 .unwrap();
             let mut big = piece(&key, "t");
             big.end = 4096;
-            p.read(&big).await.unwrap();
+            p.read(&big, true).await.unwrap();
         }
         assert!(p.cached_bytes() <= 64 * 1024);
+    }
+
+    #[test]
+    fn pieces_are_cut_to_the_stream_size() {
+        let mut big = piece("k", "t");
+        big.start = 10;
+        big.end = 10 + 2 * STREAM_PIECE + 5;
+        let cut: Vec<(u64, u64)> = split(big).map(|p| (p.start, p.end)).collect();
+        assert_eq!(
+            cut,
+            [
+                (10, 10 + STREAM_PIECE),
+                (10 + STREAM_PIECE, 10 + 2 * STREAM_PIECE),
+                (10 + 2 * STREAM_PIECE, 15 + 2 * STREAM_PIECE)
+            ]
+        );
     }
 }

@@ -56,6 +56,16 @@ pub struct Settings {
     pub cache_bytes: u64,
     /// How long in-flight responses may finish after shutdown begins. Default 30 s.
     pub shutdown_grace: Duration,
+    /// How long a client may read nothing of a response before it is disconnected (nginx's
+    /// `send_timeout`). Default 60 s.
+    pub send_timeout: Duration,
+    /// How long a connection may send nothing while no response is in flight: before its first
+    /// request and between requests (nginx's `client_header_timeout`). Default 20 s.
+    pub idle_timeout: Duration,
+    /// Open connections at once; more are closed at accept. 0 = unlimited. Default 4096.
+    pub max_connections: usize,
+    /// Open connections at once from one client address; 0 = unlimited. Default 256.
+    pub max_connections_per_ip: usize,
     /// Distinct image ids labelled in `image_bytes_served_total`. Default 100.
     pub metrics_max_ids: usize,
     /// `/version`'s `version` and the build-info label. Default this crate's version.
@@ -86,6 +96,10 @@ impl Default for Settings {
             cache_ttl: Duration::from_millis(2000),
             cache_bytes: 256 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(20),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
             metrics_max_ids: 100,
             version: env!("CARGO_PKG_VERSION").into(),
             git_sha: "dev".into(),
@@ -105,6 +119,9 @@ mod tests {
         assert_eq!(s.max_chunk_bytes, 64 * 1024 * 1024);
         assert_eq!(s.cache_bytes, 256 * 1024 * 1024);
         assert_eq!(s.cors, CorsMode::Wildcard);
+        assert_eq!(s.send_timeout, Duration::from_secs(60));
+        assert_eq!(s.idle_timeout, Duration::from_secs(20));
+        assert_eq!((s.max_connections, s.max_connections_per_ip), (4096, 256));
         assert_eq!(
             normalize_origin(" https://A.example/ "),
             "https://a.example"

@@ -38,23 +38,24 @@ impl Limit {
     }
 }
 
-/// A response body that holds a permit while it is alive.
-pub struct Held {
+/// A response body that holds a guard (a [`Permit`], a connection's in-flight count) while it
+/// is alive.
+pub struct Held<G> {
     body: Body,
-    _permit: Permit,
+    _guard: G,
 }
 
-impl Held {
-    /// `body`, holding `permit`.
-    pub fn new(body: Body, permit: Permit) -> Self {
+impl<G> Held<G> {
+    /// `body`, holding `guard`.
+    pub fn new(body: Body, guard: G) -> Self {
         Held {
             body,
-            _permit: permit,
+            _guard: guard,
         }
     }
 }
 
-impl http_body::Body for Held {
+impl<G: Unpin> http_body::Body for Held<G> {
     type Data = Bytes;
     type Error = axum::Error;
 

@@ -55,8 +55,7 @@ pub async fn handler(
         image.validators.etag, image.validators.last_modified
     );
     let plan = Plan::new(image.source.clone(), start, end, tag.into());
-    // A range (bounded by max_range_bytes) is read up front; a full body streams after its
-    // first piece.
+    // Every piece of a range goes through the piece cache; of a full body, only the first.
     let body = st
         .pieces
         .body(
