@@ -4,7 +4,7 @@
 mod common;
 
 use aero_plugin_api::{ByteSource, ErrorKind, MemorySource, VirtualDisk};
-use common::{create, have_qemu, qemu_io, registry, scratch};
+use common::{create, qemu_io, registry, require_qemu, scratch};
 use std::sync::Arc;
 
 fn open_bytes(bytes: Vec<u8>) -> aero_plugin_api::Result<Arc<dyn VirtualDisk>> {
@@ -34,9 +34,7 @@ fn be64(bytes: &[u8], at: usize) -> u64 {
 
 #[test]
 fn refuses_features_naming_them() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let image = small_image("refusals", "");
     let cases: &[(usize, u8, ErrorKind, &str)] = &[
         (79, 2, ErrorKind::Unsupported, "bit 1, corrupt"),
@@ -82,9 +80,7 @@ fn refuses_features_naming_them() {
 
 #[test]
 fn bad_l1_and_l2_entries_are_errors() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let image = small_image("bad_entries", "cluster_size=4k");
     let l1 = be64(&image, 40) as usize;
     let l2 = (be64(&image, l1) & 0x00ff_ffff_ffff_fe00) as usize;
@@ -108,9 +104,7 @@ fn bad_l1_and_l2_entries_are_errors() {
 
 #[test]
 fn out_of_range_reads_and_queries_are_errors() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let disk = open_bytes(small_image("out_of_range", "")).unwrap();
     let cap = disk.capacity();
     assert_eq!(
@@ -148,9 +142,7 @@ fn exercise(bytes: Vec<u8>) {
 
 #[test]
 fn flipped_bytes_and_truncation_never_panic() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let images = [
         small_image("fuzz_plain", "cluster_size=512"),
         small_image("fuzz_extl2", "extended_l2=on,cluster_size=16k"),
@@ -201,9 +193,7 @@ fn flipped_bytes_and_truncation_never_panic() {
 
 #[test]
 fn short_last_data_cluster_reads_zeros_like_qemu() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("short_last_cluster");
     create(&dir, "t.qcow2", "", "1M");
     qemu_io(&dir, "t.qcow2", &["write -P 0x11 0 1M"]);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_matches_qemu, create, have_qemu, open, qemu_io, read_all, run, scratch};
+use common::{assert_matches_qemu, create, open, qemu_io, read_all, require_qemu, run, scratch};
 use std::path::Path;
 
 /// Writes of several kinds at cluster-unaligned places of a 16 MiB disk.
@@ -23,9 +23,7 @@ fn check(dir: &Path, name: &str, allow_backing: bool) {
 }
 
 fn make_and_check(test: &str, options: &str) {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch(test);
     create(&dir, "t.qcow2", options, "16M");
     qemu_io(&dir, "t.qcow2", WRITES);
@@ -59,9 +57,7 @@ fn extended_l2_with_small_subclusters() {
 
 #[test]
 fn dirty_image_is_readable() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("dirty");
     create(&dir, "t.qcow2", "lazy_refcounts=on", "16M");
     qemu_io(&dir, "t.qcow2", WRITES);
@@ -75,9 +71,7 @@ fn dirty_image_is_readable() {
 
 #[test]
 fn compressed_with_extended_l2_deflate_and_zstd() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("compressed_extl2");
     for (name, compression) in [("d.qcow2", "zlib"), ("z.qcow2", "zstd")] {
         let options = format!("extended_l2=on,cluster_size=64k,compression_type={compression}");
@@ -100,9 +94,7 @@ fn compressed_with_extended_l2_deflate_and_zstd() {
 
 #[test]
 fn compressed_image_from_convert_with_small_clusters() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("compressed_convert");
     create(&dir, "src.qcow2", "", "16M");
     qemu_io(&dir, "src.qcow2", WRITES);
@@ -130,9 +122,7 @@ fn compressed_image_from_convert_with_small_clusters() {
 
 #[test]
 fn backing_chain_with_subclusters_and_a_smaller_base() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("backing_chain");
     create(&dir, "base.qcow2", "cluster_size=4k", "8M");
     qemu_io(
@@ -175,9 +165,7 @@ fn backing_chain_with_subclusters_and_a_smaller_base() {
 
 #[test]
 fn concurrent_reads_agree_with_sequential_reads() {
-    if !have_qemu() {
-        return;
-    }
+    require_qemu();
     let dir = scratch("concurrent");
     create(&dir, "t.qcow2", "cluster_size=4k", "16M");
     qemu_io(&dir, "t.qcow2", WRITES);

@@ -45,32 +45,23 @@ pub fn sha256_of(disk: &dyn VirtualDisk) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The fixtures made by make-fixtures.sh, when present.
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures");
-    if dir.join("expected.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no fixtures in {} (run make-fixtures.sh on that directory)",
-            dir.display()
-        );
-        None
-    }
+/// The shared fixture set (`AERO_FIXTURES`, else made by make-fixtures.sh under target/).
+pub fn fixtures_dir() -> PathBuf {
+    aero_plugin_testkit::Fixtures::builtin().dir().to_path_buf()
 }
 
-/// Whether qemu-img and qemu-io can be run.
-pub fn have_qemu() -> bool {
-    let ok = ["qemu-img", "qemu-io"].iter().all(|tool| {
-        Command::new(tool)
+/// Fails the test with an install hint when qemu-img or qemu-io cannot be run.
+pub fn require_qemu() {
+    for tool in ["qemu-img", "qemu-io"] {
+        let ok = Command::new(tool)
             .arg("--version")
             .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        eprintln!("skipping: qemu-img/qemu-io are not installed");
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{tool} is needed by these tests: install it (Debian/Ubuntu: apt-get install qemu-utils)"
+        );
     }
-    ok
 }
 
 /// An empty scratch directory under target/ for one test.
