@@ -221,11 +221,15 @@ impl Config {
         if let Some(dir) = &mut plugins.dir {
             *dir = base.join(&*dir);
         }
+        let mut serve = file.serve;
+        if let Some(keys) = serve.as_mut().and_then(|s| s.lease_keys.as_mut()) {
+            *keys = base.join(&*keys).to_string_lossy().to_string();
+        }
         let mut config = Config {
             storage: file.storage,
             plugins,
             publish,
-            serve: file.serve,
+            serve,
             source: (path.to_path_buf(), text),
         };
         config.apply_env(std::env::vars());

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// [env AERO_STORAGE_MAX_CONNECTIONS_PER_IP; default 256].
     #[arg(long)]
     pub max_connections_per_ip: Option<usize>,
+    /// Lease-key file (JSON: {"signing": KID, "keys": {KID: HEX SECRET}}); private and shared
+    /// images then need a lease on every data request [env AERO_STORAGE_LEASE_KEYS].
+    #[arg(long, value_name = "FILE")]
+    pub lease_keys: Option<String>,
 }
 
 /// How log lines are written.
@@ -342,6 +346,16 @@ impl ServeArgs {
             env.num("AERO_STORAGE_MAX_CONNECTIONS_PER_IP")?,
             d.max_connections_per_ip,
         );
+        s.lease_keys = match self
+            .lease_keys
+            .clone()
+            .or_else(|| env.first(&["AERO_STORAGE_LEASE_KEYS"]).map(|(_, v)| v))
+        {
+            Some(path) => Some(std::sync::Arc::new(aero_access::LeaseKeys::load(
+                std::path::Path::new(path.trim()),
+            )?)),
+            None => None,
+        };
         s.metrics_max_ids = env
             .num("AERO_IMAGE_METRICS_MAX_IDS")?
             .unwrap_or(d.metrics_max_ids);
@@ -463,5 +477,33 @@ mod tests {
             ..Default::default()
         };
         assert!(zero.resolve_with(&|_| None).is_err());
+    }
+
+    #[test]
+    fn lease_keys_load_from_the_flag_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let secret = "ab".repeat(32);
+        std::fs::write(
+            &path,
+            format!(r#"{{"signing":"k1","keys":{{"k1":"{secret}"}}}}"#),
+        )
+        .unwrap();
+        let file = path.display().to_string();
+        let env = |n: &str| (n == "AERO_STORAGE_LEASE_KEYS").then(|| file.clone());
+        let s = ServeArgs::default().resolve_with(&env).unwrap();
+        assert_eq!(s.lease_keys.unwrap().signing_kid(), "k1");
+        assert!(ServeArgs::default()
+            .resolve_with(&|_| None)
+            .unwrap()
+            .lease_keys
+            .is_none());
+        std::fs::write(&path, r#"{"signing":"k2","keys":{"k1":"ab"}}"#).unwrap();
+        let bad = ServeArgs {
+            lease_keys: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", bad.resolve_with(&|_| None).unwrap_err());
+        assert!(err.contains(&file) && err.contains("1 bytes"), "{err}");
     }
 }

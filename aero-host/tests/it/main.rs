@@ -13,6 +13,8 @@ mod publish_faults;
 mod publish_immutable;
 mod publish_roundtrip;
 mod publish_s3_credentials;
+mod serve_access;
+mod serve_access_browser;
 mod serve_browser;
 mod serve_cache;
 mod serve_hostile;

@@ -2,12 +2,9 @@
 //! published image from `aero-host serve` on another origin (simple GETs, no preflight) and a
 //! Range read (preflighted), checks sha256 with WebCrypto and posts its verdict back.
 
+use crate::support::browser::chromium_verdict;
 use crate::support::serve::*;
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 const PAGE: &str = r#"<!doctype html><html><head><title>running</title></head><body><script>
 const BASE = "__BASE__";
@@ -50,58 +47,8 @@ main().then(o => ({ok: true, ...o}), e => ({ok: false, error: String(e)}))
   .finally(() => { document.title = "done"; });
 </script></body></html>"#;
 
-/// Serves `page` at `/` and sends the body of `POST /verdict` on `tx`.
-fn page_server(listener: TcpListener, page: String, tx: mpsc::Sender<String>) {
-    for stream in listener.incoming() {
-        let Ok(mut s) = stream else { continue };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut buf = Vec::new();
-        let mut tmp = [0u8; 4096];
-        let head_end = loop {
-            match s.read(&mut tmp) {
-                Ok(0) | Err(_) => break None,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break Some(p + 4);
-            }
-        };
-        let Some(head_end) = head_end else { continue };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            match s.read(&mut tmp) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-        let first = head.lines().next().unwrap_or("");
-        let reply = if first.starts_with("GET / ") {
-            format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                page.len()
-            )
-        } else if first.starts_with("POST /verdict") {
-            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-            let _ = tx.send(body);
-            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string()
-        } else {
-            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-        };
-        let _ = s.write_all(reply.as_bytes());
-    }
-}
-
 #[test]
 fn chromium_fetches_chunks_and_ranges_cross_origin() {
-    let chromium = require_tool("chromium", "apt-get install -y chromium");
     let root = tempfile::tempdir().unwrap();
     let storage = format!("fs:{}", root.path().display());
     let work = tempfile::tempdir().unwrap();
@@ -118,31 +65,8 @@ fn chromium_fetches_chunks_and_ranges_cross_origin() {
         .replace("__START__", &start.to_string())
         .replace("__END__", &end.to_string())
         .replace("__RANGE_SHA__", &sha256(&data[start..=end]));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || page_server(listener, page, tx));
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut browser = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("{page_origin}/"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let verdict = rx.recv_timeout(Duration::from_secs(90));
-    let _ = browser.kill();
-    let _ = browser.wait();
-    let verdict = verdict.expect("the page posted no verdict within 90 s");
-    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    let v = chromium_verdict(listener, page, String::new());
+    let verdict = v.to_string();
     assert_eq!(v["ok"], true, "page verdict: {verdict}");
     assert_eq!(v["checks"].as_array().unwrap().len(), 4, "{verdict}");
 

@@ -1,5 +1,6 @@
 //! The application: the route table and its layers.
 
+use crate::layers::access::{self, Scoped};
 use crate::layers::cors::{self, RouteKind};
 use crate::layers::errors::ApiError;
 use crate::layers::guard::{self, Shape};
@@ -19,7 +20,22 @@ where
     H: Handler<T, Shared>,
     T: 'static,
 {
-    any(handler)
+    outer::<S>(st, any(handler))
+}
+
+/// A route of shape `S` that names an image: like [`shaped`], with the image's access check
+/// between the guard and the handler.
+fn scoped<S: Scoped, H, T>(st: &Shared, handler: H) -> MethodRouter<Shared>
+where
+    H: Handler<T, Shared>,
+    T: 'static,
+{
+    let inner = any(handler).layer(from_fn_with_state(st.clone(), access::layer::<S>));
+    outer::<S>(st, inner)
+}
+
+fn outer<S: Shape>(st: &Shared, route: MethodRouter<Shared>) -> MethodRouter<Shared> {
+    route
         .layer(from_fn_with_state(st.limit.clone(), guard::layer::<S>))
         .layer(from_fn_with_state((st.cors.clone(), S::KIND), cors::layer))
 }
@@ -35,8 +51,8 @@ where
 
 /// The application over `st`.
 pub fn router(st: Shared) -> Router {
-    let data = shaped::<ImagePath, _, _>(&st, image_data::handler);
-    let chunked = shaped::<ChunkedPath, _, _>(&st, chunked::handler);
+    let data = scoped::<ImagePath, _, _>(&st, image_data::handler);
+    let chunked = scoped::<ChunkedPath, _, _>(&st, chunked::handler);
     let mut r = Router::new()
         .route("/health", plain(&st, RouteKind::Health, ops::health))
         .route("/healthz", plain(&st, RouteKind::Health, ops::healthz))
@@ -48,7 +64,7 @@ pub fn router(st: Shared) -> Router {
         .route("/v1/images/{image_id}/data", data)
         .route(
             "/v1/images/{image_id}/meta",
-            shaped::<MetaPath, _, _>(&st, api::meta),
+            scoped::<MetaPath, _, _>(&st, api::meta),
         )
         .route(
             "/v1/images/{image_id}/chunked/manifest.json",

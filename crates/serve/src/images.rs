@@ -1,11 +1,13 @@
 //! Finding images in the storage backend: published chunked images under the images prefix
 //! (`<prefix><id>/latest.json`, `<prefix><id>/<version>/manifest.json`) and raw objects listed
-//! in the catalog. Pointers, manifests, the catalog and stats are cached for a short TTL.
+//! in the catalog, and each image's visibility (`<prefix><id>/access.json`, missing = public).
+//! Pointers, manifests, the catalog, stats and visibilities are cached for a short TTL.
 
 use crate::conditional::{derived_etag, post_epoch, Validators};
 use crate::layers::errors::ApiError;
 use crate::metrics::{Metrics, StoreErrorKind};
 use crate::settings::Settings;
+use aero_access::Visibility;
 use aero_chunked::format::catalog::{self, Entry};
 use aero_chunked::format::{Latest, ManifestLimits, MAX_MANIFEST_BYTES};
 use aero_chunked::layout::{id_ok, image_root};
@@ -141,6 +143,7 @@ pub struct Store {
     latest: Ttl<String, Result<Latest, StoreError>>,
     manifests: Ttl<String, Result<Arc<LoadedManifest>, StoreError>>,
     stats: Ttl<String, Result<Stat, StoreError>>,
+    visibilities: Ttl<String, Result<Visibility, StoreError>>,
 }
 
 fn modified(m: &opendal::Metadata) -> Option<SystemTime> {
@@ -160,6 +163,7 @@ impl Store {
             latest: Ttl::new(ttl),
             manifests: Ttl::new(ttl),
             stats: Ttl::new(ttl),
+            visibilities: Ttl::new(ttl),
         }
     }
 
@@ -267,6 +271,19 @@ impl Store {
             return Ok((v, public));
         }
         Ok((self.latest(id).await?.version, public))
+    }
+
+    /// The visibility of `id` from its visibility object; public when it has none (cached).
+    pub async fn visibility(&self, id: &str) -> Result<Visibility, StoreError> {
+        if let Some(v) = self.visibilities.get(&id.to_string()) {
+            return v;
+        }
+        let result = match aero_access::visibility::read(&self.storage, &self.prefix, id).await {
+            Ok(v) => Ok(v.unwrap_or(Visibility::Public)),
+            Err(e) => Err(StoreError::of(e)),
+        };
+        self.visibilities.put(id.to_string(), result.clone());
+        result
     }
 
     /// Whether `id` is public (catalog entry's flag; published images default to public).

@@ -1,6 +1,8 @@
 //! The server's resolved settings and their one table of defaults.
 
+use aero_access::LeaseKeys;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// CORS mode (SPEC 3.8).
@@ -68,6 +70,9 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// Distinct image ids labelled in `image_bytes_served_total`. Default 100.
     pub metrics_max_ids: usize,
+    /// The keys that verify leases; private and shared images need a lease on every data
+    /// request. Without keys such images are refused (403). Default none.
+    pub lease_keys: Option<Arc<LeaseKeys>>,
     /// `/version`'s `version` and the build-info label. Default this crate's version.
     pub version: String,
     /// `/version`'s `gitSha`. Default `dev`.
@@ -101,6 +106,7 @@ impl Default for Settings {
             max_connections: 4096,
             max_connections_per_ip: 256,
             metrics_max_ids: 100,
+            lease_keys: None,
             version: env!("CARGO_PKG_VERSION").into(),
             git_sha: "dev".into(),
             built_at: String::new(),

@@ -2,6 +2,8 @@
 //! `aero-test-support` (the qemu-made fixture set, the one s3s-fs launcher, the one
 //! tool-finding policy and digests); [`serve`] adds what the `serve_*` tests need.
 
+pub mod browser;
+pub mod lease;
 pub mod serve;
 
 pub use aero_test_support::*;

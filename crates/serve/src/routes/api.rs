@@ -7,6 +7,7 @@ use crate::images::{Image, StoreError};
 use crate::layers::errors::ApiError;
 use crate::layers::guard::Target;
 use crate::state::Shared;
+use aero_access::Visibility;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -67,9 +68,14 @@ fn list_etag(images: &[Image]) -> String {
     format!("\"images-{}\"", hex::encode(&h.finalize()[..16]))
 }
 
-/// `/v1/images`.
+/// `/v1/images`: the public images (private and shared ones are not listed).
 pub async fn list(State(st): State<Shared>, req: Request) -> Reply<Response<Body>> {
-    let images = st.store.list().await.map_err(|e| e.answer(&st.metrics))?;
+    let mut images = Vec::new();
+    for img in st.store.list().await.map_err(|e| e.answer(&st.metrics))? {
+        if matches!(st.store.visibility(&img.id).await, Ok(Visibility::Public)) {
+            images.push(img);
+        }
+    }
     let v = Validators {
         etag: list_etag(&images),
         last_modified: None,
