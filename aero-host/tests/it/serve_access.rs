@@ -38,8 +38,8 @@ fn set_visibility(root: &Path, id: &str, v: Visibility) {
 }
 
 struct Fixture {
-    _root: tempfile::TempDir,
-    _work: tempfile::TempDir,
+    root: tempfile::TempDir,
+    work: tempfile::TempDir,
     storage: String,
     data: Vec<u8>,
     version: String,
@@ -72,8 +72,8 @@ fn fixture() -> Fixture {
     let stranger = Keys::write(work.path(), "stranger.json", "k9", &[("k9", "c3")]);
     let retired = Keys::write(work.path(), "retired.json", "k1", &[("k1", "a1")]);
     Fixture {
-        _root: root,
-        _work: work,
+        root,
+        work,
         storage,
         data,
         version,
@@ -326,6 +326,32 @@ fn without_lease_keys_private_images_are_refused_and_public_ones_served() {
 }
 
 #[test]
+fn a_visibility_change_reaches_serve_within_the_cache_ttl() {
+    let f = fixture();
+    let keys = f.keys.arg();
+    let args = [
+        "--cors-origin",
+        ORIGIN,
+        "--cache-ttl-ms",
+        "200",
+        "--lease-keys",
+        &keys,
+    ];
+    let srv = Server::start(&f.storage, &args, &[]);
+    assert_eq!(
+        get(&srv, "/v1/images/pub/chunked/manifest.json", &[]).0,
+        200
+    );
+    set_visibility(f.root.path(), "pub", Visibility::Private);
+    std::thread::sleep(Duration::from_millis(400));
+    let answer = get(&srv, "/v1/images/pub/chunked/manifest.json", &[]);
+    assert_refused(&answer, 401, "a newly private image");
+    set_visibility(f.root.path(), "priv", Visibility::Public);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(&srv, "/v1/images/priv", &[]).0, 200);
+}
+
+#[test]
 fn a_bad_key_file_stops_serve_with_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
     let path = work.path().join("keys.json");
@@ -346,7 +372,7 @@ fn a_bad_key_file_stops_serve_with_a_clear_error() {
 #[test]
 fn leases_never_reach_the_logs() {
     let f = fixture();
-    let log = f._work.path().join("serve.log");
+    let log = f.work.path().join("serve.log");
     let mut child = Command::new(BIN)
         .args([
             "--storage",

@@ -34,6 +34,7 @@ where
     outer::<S>(st, inner)
 }
 
+/// `route` behind the guard of shape `S`, with its CORS headers on every response.
 fn outer<S: Shape>(st: &Shared, route: MethodRouter<Shared>) -> MethodRouter<Shared> {
     route
         .layer(from_fn_with_state(st.limit.clone(), guard::layer::<S>))
