@@ -1,12 +1,14 @@
 //! A published image exported lazily: each chunk is fetched when a read first needs it,
 //! checked against the manifest's size and sha256 before any of its bytes are used (a bad
 //! chunk is fetched again, then the read fails), and kept in a bounded in-memory cache whose
-//! placeholders make concurrent reads of one chunk fetch it once. Zero chunks are never
+//! placeholders make concurrent reads of one chunk fetch it once, and in the shared on-disk
+//! [`ChunkCache`] (content-addressed, so a new version reuses every unchanged chunk). Zero chunks are never
 //! fetched and are holes in block status. Sequential reads are followed by a bounded
 //! readahead.
 
 use crate::export::{check_range, merge_extents, Export, ExportError};
 use crate::metrics::Metrics;
+use aero_chunk_cache::ChunkCache;
 use aero_chunked::format::{sha256_hex, Manifest};
 use aero_chunked::source::Source;
 use aero_chunked::store::ExpectedChunk;
@@ -54,6 +56,7 @@ struct Inner {
     /// The sha256 of an all-zero chunk of each size the image has.
     zero_digests: Vec<(u64, String)>,
     memory: quick_cache::sync::Cache<u64, Bytes, ChunkWeight>,
+    disk: Option<Arc<ChunkCache>>,
     fetches: Semaphore,
     settings: ChunkedSettings,
     metrics: Arc<Metrics>,
@@ -74,10 +77,12 @@ impl quick_cache::Weighter<u64, Bytes> for ChunkWeight {
 }
 
 impl ChunkedExport {
-    /// Exports the image of `manifest`, whose chunks are in `source`.
+    /// Exports the image of `manifest`, whose chunks are in `source`, sharing `disk` (when
+    /// given) with other readers of the cache.
     pub fn new(
         manifest: Manifest,
         source: Source,
+        disk: Option<Arc<ChunkCache>>,
         settings: ChunkedSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
@@ -99,6 +104,7 @@ impl ChunkedExport {
                     settings.memory_cache_bytes,
                     ChunkWeight,
                 ),
+                disk,
                 fetches: Semaphore::new(settings.concurrency),
                 zero_digests,
                 manifest,
@@ -115,7 +121,11 @@ impl ChunkedExport {
 impl Inner {
     /// Whether chunk `index` is all zeros: marked so, or listed with the zero digest.
     fn is_zero(&self, index: u64) -> bool {
-        let entry = self.manifest.chunks.as_ref().and_then(|c| c.get(index as usize));
+        let entry = self
+            .manifest
+            .chunks
+            .as_ref()
+            .and_then(|c| c.get(index as usize));
         if entry.is_some_and(|e| e.zero) {
             return true;
         }
@@ -148,8 +158,36 @@ impl Inner {
         }
     }
 
-    /// Fetches chunk `index` and checks it, trying again as often as the settings allow.
+    /// Chunk `index` from the on-disk cache (which returns only bytes of the digest asked
+    /// for), else fetched from the source and then cached.
     async fn fetch(&self, index: u64) -> Result<Bytes, ExportError> {
+        let digest = self.manifest.chunk_sha256(index);
+        let (Some(disk), Some(digest)) = (&self.disk, &digest) else {
+            return self.fetch_from_source(index).await;
+        };
+        let (cache, key) = (Arc::clone(disk), digest.clone());
+        match tokio::task::spawn_blocking(move || cache.get(&key)).await {
+            Ok(Ok(Some(bytes))) => {
+                Metrics::add(&self.metrics.disk_cache_hits, 1);
+                return Ok(Bytes::from(bytes));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!("reading chunk {index} from the chunk cache: {e}"),
+            Err(e) => tracing::warn!("reading chunk {index} from the chunk cache: {e}"),
+        }
+        let bytes = self.fetch_from_source(index).await?;
+        let (cache, key, value) = (Arc::clone(disk), digest.clone(), bytes.clone());
+        // Written in the background: the read does not wait for the cache.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cache.put(&key, &value) {
+                tracing::warn!("writing chunk {index} to the chunk cache: {e}");
+            }
+        });
+        Ok(bytes)
+    }
+
+    /// Fetches chunk `index` and checks it, trying again as often as the settings allow.
+    async fn fetch_from_source(&self, index: u64) -> Result<Bytes, ExportError> {
         let _slot = self.fetches.acquire().await.map_err(|_| closed())?;
         let name = self.manifest.chunk_name(index);
         let len = self.manifest.chunk_len(index);
@@ -173,7 +211,9 @@ impl Inner {
                 Err(e) => problem = e.chain(),
             }
             let location = self.source.location(&name);
-            tracing::warn!("chunk {index} ({location}): {problem} (attempt {attempt} of {attempts})");
+            tracing::warn!(
+                "chunk {index} ({location}): {problem} (attempt {attempt} of {attempts})"
+            );
             if attempt < attempts {
                 tokio::time::sleep(Duration::from_millis(200 << (attempt - 1).min(5))).await;
             }
@@ -195,7 +235,11 @@ impl Inner {
         let next = end.div_ceil(self.manifest.chunk_size);
         let to = (next + window).min(self.manifest.chunk_count);
         let scheduled = self.readahead_to.load(Ordering::Relaxed);
-        let from = if (next..=to).contains(&scheduled) { scheduled } else { next };
+        let from = if (next..=to).contains(&scheduled) {
+            scheduled
+        } else {
+            next
+        };
         self.readahead_to.store(to, Ordering::Relaxed);
         for index in from..to {
             self.prefetch_chunk(index);
@@ -286,16 +330,18 @@ impl Export for ChunkedExport {
         let inner = &self.inner;
         let size = inner.manifest.chunk_size;
         let end = offset + length;
-        Ok(merge_extents(inner.chunks_of(offset, length).map(|index| {
-            let start = offset.max(index * size);
-            let stop = end.min(index * size + inner.manifest.chunk_len(index));
-            let kind = if inner.is_zero(index) {
-                ExtentKind::Zero
-            } else {
-                ExtentKind::Data
-            };
-            Extent::new(start, stop - start, kind)
-        })))
+        Ok(merge_extents(inner.chunks_of(offset, length).map(
+            |index| {
+                let start = offset.max(index * size);
+                let stop = end.min(index * size + inner.manifest.chunk_len(index));
+                let kind = if inner.is_zero(index) {
+                    ExtentKind::Zero
+                } else {
+                    ExtentKind::Data
+                };
+                Extent::new(start, stop - start, kind)
+            },
+        )))
     }
 
     fn prefetch(&self, offset: u64, length: u64) {

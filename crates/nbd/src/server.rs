@@ -236,7 +236,9 @@ impl Server {
             let out = match option {
                 OPT_EXPORT_NAME => {
                     if !self.is_ours(&data) {
-                        return Err(ConnError::Protocol("NBD_OPT_EXPORT_NAME of an unknown export".into()));
+                        return Err(ConnError::Protocol(
+                            "NBD_OPT_EXPORT_NAME of an unknown export".into(),
+                        ));
                     }
                     let mut out = self.export.size().to_be_bytes().to_vec();
                     out.extend_from_slice(&TRANSMISSION_FLAGS.to_be_bytes());
@@ -253,7 +255,9 @@ impl Server {
                     let _ = w.flush().await;
                     return Ok(None);
                 }
-                OPT_LIST if !data.is_empty() => reply(REP_ERR_INVALID, b"NBD_OPT_LIST takes no data"),
+                OPT_LIST if !data.is_empty() => {
+                    reply(REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
+                }
                 OPT_LIST => {
                     let name = self.settings.export_name.as_bytes();
                     let mut entry = (name.len() as u32).to_be_bytes().to_vec();
@@ -263,7 +267,8 @@ impl Server {
                 OPT_INFO | OPT_GO => match self.info(&data) {
                     Err(out) => reply(out.0, out.1.as_bytes()),
                     Ok(infos) => {
-                        let mut out: Vec<u8> = infos.iter().flat_map(|i| reply(REP_INFO, i)).collect();
+                        let mut out: Vec<u8> =
+                            infos.iter().flat_map(|i| reply(REP_INFO, i)).collect();
                         out.extend(reply(REP_ACK, &[]));
                         if option == OPT_GO {
                             w.write_all(&out).await?;
@@ -313,7 +318,12 @@ impl Server {
 
     /// The `NBD_INFO_*` payloads for an `NBD_OPT_INFO`/`NBD_OPT_GO`, or the error reply.
     fn info(&self, data: &[u8]) -> Result<Vec<Vec<u8>>, (u32, String)> {
-        let invalid = || (REP_ERR_INVALID, "malformed NBD_OPT_INFO/NBD_OPT_GO".to_string());
+        let invalid = || {
+            (
+                REP_ERR_INVALID,
+                "malformed NBD_OPT_INFO/NBD_OPT_GO".to_string(),
+            )
+        };
         let mut p = Parser(data);
         let name_len = p.u32().ok_or_else(invalid)? as usize;
         let name = p.take(name_len).ok_or_else(invalid)?;
@@ -346,7 +356,12 @@ impl Server {
     }
 
     /// Whether a `LIST`/`SET_META_CONTEXT` selects `base:allocation`, or the error reply.
-    fn meta_contexts(&self, data: &[u8], set: bool, structured: bool) -> Result<bool, (u32, String)> {
+    fn meta_contexts(
+        &self,
+        data: &[u8],
+        set: bool,
+        structured: bool,
+    ) -> Result<bool, (u32, String)> {
         let invalid = || (REP_ERR_INVALID, "malformed meta context option".to_string());
         if set && !structured {
             return Err((
@@ -465,7 +480,10 @@ impl Server {
                 ));
             }
             if misaligned {
-                return Err(format!("request {}+{length} is not aligned to {min}", req.offset));
+                return Err(format!(
+                    "request {}+{length} is not aligned to {min}",
+                    req.offset
+                ));
             }
             check_range(req.offset, length, size).map_err(|e| e.to_string())
         };
@@ -499,14 +517,27 @@ impl Server {
                 }
                 match self.export.block_status(req.offset, length).await {
                     Ok(extents) => {
-                        let take = if req.flags & CMD_FLAG_REQ_ONE != 0 { 1 } else { extents.len() };
+                        let take = if req.flags & CMD_FLAG_REQ_ONE != 0 {
+                            1
+                        } else {
+                            extents.len()
+                        };
                         let mut payload = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
                         for e in extents.iter().take(take) {
-                            let flags = if crate::export::is_zero(e) { STATE_HOLE | STATE_ZERO } else { 0 };
+                            let flags = if crate::export::is_zero(e) {
+                                STATE_HOLE | STATE_ZERO
+                            } else {
+                                0
+                            };
                             payload.extend_from_slice(&(e.length as u32).to_be_bytes());
                             payload.extend_from_slice(&flags.to_be_bytes());
                         }
-                        Reply { error: 0, message: String::new(), data: None, status: Some(payload) }
+                        Reply {
+                            error: 0,
+                            message: String::new(),
+                            data: None,
+                            status: Some(payload),
+                        }
                     }
                     Err(e) => Reply::export_error(e),
                 }
@@ -527,7 +558,8 @@ impl Server {
 }
 
 /// The transmission flags of the export.
-const TRANSMISSION_FLAGS: u16 = FLAG_HAS_FLAGS | FLAG_READ_ONLY | FLAG_CAN_MULTI_CONN | FLAG_SEND_CACHE;
+const TRANSMISSION_FLAGS: u16 =
+    FLAG_HAS_FLAGS | FLAG_READ_ONLY | FLAG_CAN_MULTI_CONN | FLAG_SEND_CACHE;
 
 /// Read buffers are counted in KiB permits.
 fn buffer_permits(bytes: u64) -> usize {
@@ -544,15 +576,27 @@ struct Reply {
 
 impl Reply {
     fn ok() -> Self {
-        Reply { error: 0, message: String::new(), data: None, status: None }
+        Reply {
+            error: 0,
+            message: String::new(),
+            data: None,
+            status: None,
+        }
     }
 
     fn data(data: Vec<u8>) -> Self {
-        Reply { data: Some(data), ..Reply::ok() }
+        Reply {
+            data: Some(data),
+            ..Reply::ok()
+        }
     }
 
     fn error(error: u32, message: String) -> Self {
-        Reply { error, message, ..Reply::ok() }
+        Reply {
+            error,
+            message,
+            ..Reply::ok()
+        }
     }
 
     fn export_error(e: ExportError) -> Self {
@@ -565,7 +609,12 @@ impl Reply {
     }
 
     /// Writes the reply whole.
-    async fn send<W: AsyncWrite + Unpin>(&self, req: Request, session: &Session, w: &mut W) -> io::Result<()> {
+    async fn send<W: AsyncWrite + Unpin>(
+        &self,
+        req: Request,
+        session: &Session,
+        w: &mut W,
+    ) -> io::Result<()> {
         if self.error != 0 {
             let out = if session.structured {
                 structured_error(req.cookie, self.error, &self.message)
@@ -574,17 +623,36 @@ impl Reply {
             };
             w.write_all(&out).await?;
         } else if let Some(status) = &self.status {
-            w.write_all(&structured_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, status.len() as u32)).await?;
+            w.write_all(&structured_header(
+                req.cookie,
+                REPLY_FLAG_DONE,
+                REPLY_TYPE_BLOCK_STATUS,
+                status.len() as u32,
+            ))
+            .await?;
             w.write_all(status).await?;
         } else if session.structured {
             match &self.data {
                 Some(data) => {
-                    let mut head = structured_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + data.len() as u32);
+                    let mut head = structured_header(
+                        req.cookie,
+                        REPLY_FLAG_DONE,
+                        REPLY_TYPE_OFFSET_DATA,
+                        8 + data.len() as u32,
+                    );
                     head.extend_from_slice(&req.offset.to_be_bytes());
                     w.write_all(&head).await?;
                     w.write_all(data).await?;
                 }
-                None => w.write_all(&structured_header(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0)).await?,
+                None => {
+                    w.write_all(&structured_header(
+                        req.cookie,
+                        REPLY_FLAG_DONE,
+                        REPLY_TYPE_NONE,
+                        0,
+                    ))
+                    .await?
+                }
             }
         } else {
             w.write_all(&simple_reply(req.cookie, 0)).await?;
@@ -628,6 +696,7 @@ impl<'a> Parser<'a> {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
