@@ -418,6 +418,9 @@ pub struct NbdArgs {
     /// Seconds a client has to finish the handshake.
     #[arg(long, default_value_t = aero_nbd::Settings::default().handshake_timeout.as_secs())]
     pub handshake_timeout_secs: u64,
+    /// Seconds a reply may take to be written before the connection is closed.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().send_timeout.as_secs())]
+    pub send_timeout_secs: u64,
     /// Requests must be aligned to this many bytes (a power of two; 1 = any).
     #[arg(long, default_value_t = aero_nbd::Settings::default().min_block_size)]
     pub min_block_size: u32,

@@ -41,6 +41,7 @@ pub fn command(
             max_in_flight: args.max_in_flight,
             max_buffer_bytes: args.max_buffer_bytes,
             handshake_timeout: Duration::from_secs(args.handshake_timeout_secs),
+            send_timeout: Duration::from_secs(args.send_timeout_secs),
             min_block_size: args.min_block_size,
         };
         settings.validate().map_err(|e| anyhow!("nbd: {e}"))?;

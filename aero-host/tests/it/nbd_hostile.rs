@@ -195,3 +195,50 @@ fn the_connection_cap_and_the_handshake_timeout_hold() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_loses_its_connection_and_its_buffers() {
+    const MIB: u32 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    let bytes = make_raw(&raw, 8 * MIB as usize);
+    let nbd = Nbd::start(
+        &[],
+        raw.to_str().unwrap(),
+        &[
+            "--max-request-bytes",
+            "4194304",
+            "--max-buffer-bytes",
+            "8388608",
+            "--send-timeout-secs",
+            "2",
+        ],
+    );
+    // 64 MiB of replies asked for and never read: the read buffer budget is soon all held.
+    let mut stalled = Client::connect(nbd.addr());
+    stalled.go();
+    for i in 0..16u64 {
+        stalled.send(CMD_READ, 0, (i % 2) * u64::from(4 * MIB), 4 * MIB);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let mut good = Client::connect(nbd.addr());
+    good.go();
+    let reply = good.request(CMD_READ, u64::from(4 * MIB), 4 * MIB);
+    assert_eq!(reply.error, 0);
+    assert!(reply.data[..] == bytes[4 * MIB as usize..]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The stalled connection was closed: far fewer bytes than asked for remain to be read.
+    let mut received = Vec::new();
+    let _ = stalled.stream.read_to_end(&mut received);
+    assert!(
+        received.len() < 16 * 4 * MIB as usize,
+        "{} bytes",
+        received.len()
+    );
+    nbd.stop();
+}

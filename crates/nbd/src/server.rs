@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +35,9 @@ pub struct Settings {
     pub max_buffer_bytes: u64,
     /// Time a client has to finish the handshake.
     pub handshake_timeout: Duration,
+    /// Time a reply may take to be written; a client that stops reading its replies loses
+    /// its connection (and the read buffers it held) after it.
+    pub send_timeout: Duration,
     /// Requests must be aligned to this (advertised as the minimum block size); 1 = any.
     pub min_block_size: u32,
 }
@@ -48,6 +51,7 @@ impl Default for Settings {
             max_in_flight: 16,
             max_buffer_bytes: 256 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             min_block_size: 1,
         }
     }
@@ -390,6 +394,7 @@ impl Server {
 
     /// Reads requests and answers them, several at once, until the client disconnects or
     /// sends `NBD_CMD_DISC`, or the server shuts down; then waits for the answers in flight.
+    /// A reply that cannot be written within the send timeout closes the connection.
     async fn transmission<R, W>(
         self: Arc<Self>,
         mut r: R,
@@ -403,10 +408,13 @@ impl Server {
     {
         let in_flight = Arc::new(Semaphore::new(self.settings.max_in_flight));
         let mut answers = JoinSet::new();
+        let closing = CancellationToken::new();
         let result = loop {
             let mut header = [0u8; REQUEST_LEN];
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break Ok(()),
+                _ = closing.cancelled() => break Err(ConnError::Protocol("the client stopped reading its replies".into())),
                 read = r.read_exact(&mut header) => match read {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break Ok(()),
@@ -440,20 +448,38 @@ impl Server {
                 _ => {}
             }
             while answers.try_join_next().is_some() {}
-            let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else {
-                break Ok(());
+            let slot = tokio::select! {
+                _ = closing.cancelled() => continue,
+                slot = Arc::clone(&in_flight).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break Ok(()),
+                },
             };
             let server = Arc::clone(&self);
-            let (w, session) = (Arc::clone(&w), Arc::clone(&session));
+            let (w, session, closing) = (Arc::clone(&w), Arc::clone(&session), closing.clone());
             answers.spawn(async move {
                 let reply = server.answer(request, &session).await;
                 if reply.error != 0 {
                     Metrics::add(&server.metrics.request_errors, 1);
                 }
                 let served = reply.data.as_ref().map_or(0, |d| d.len() as u64);
-                match reply.send(request, &session, &mut *w.lock().await).await {
-                    Ok(()) => Metrics::add(&server.metrics.bytes_served, served),
-                    Err(e) => tracing::debug!("sending a reply: {e}"),
+                let send = async { reply.send(request, &session, &mut *w.lock().await).await };
+                let sent = tokio::select! {
+                    _ = closing.cancelled() => return,
+                    sent = tokio::time::timeout(server.settings.send_timeout, send) => sent,
+                };
+                match sent {
+                    Ok(Ok(())) => Metrics::add(&server.metrics.bytes_served, served),
+                    Ok(Err(e)) => {
+                        tracing::debug!("sending a reply: {e}");
+                        closing.cancel();
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            "a reply was not taken within the send timeout: closing the connection"
+                        );
+                        closing.cancel();
+                    }
                 }
                 drop(slot);
             });
@@ -492,12 +518,17 @@ impl Server {
                 if let Err(m) = checks() {
                     return Reply::error(EINVAL, m);
                 }
-                let permits = buffer_permits(length);
-                let Ok(_buffer) = self.buffers.acquire_many(permits as u32).await else {
+                // Held until the reply is written: the budget bounds data waiting to be sent.
+                let permits = buffer_permits(length) as u32;
+                let Ok(buffer) = Arc::clone(&self.buffers).acquire_many_owned(permits).await else {
                     return Reply::error(ESHUTDOWN, "shutting down".into());
                 };
                 match self.export.read(req.offset, req.length as usize).await {
-                    Ok(data) => Reply::data(data),
+                    Ok(data) => Reply {
+                        data: Some(data),
+                        _buffer: Some(buffer),
+                        ..Reply::ok()
+                    },
                     Err(e) => Reply::export_error(e),
                 }
             }
@@ -533,10 +564,8 @@ impl Server {
                             payload.extend_from_slice(&flags.to_be_bytes());
                         }
                         Reply {
-                            error: 0,
-                            message: String::new(),
-                            data: None,
                             status: Some(payload),
+                            ..Reply::ok()
                         }
                     }
                     Err(e) => Reply::export_error(e),
@@ -572,6 +601,8 @@ struct Reply {
     message: String,
     data: Option<Vec<u8>>,
     status: Option<Vec<u8>>,
+    /// The share of the read buffer budget `data` holds.
+    _buffer: Option<OwnedSemaphorePermit>,
 }
 
 impl Reply {
@@ -581,13 +612,7 @@ impl Reply {
             message: String::new(),
             data: None,
             status: None,
-        }
-    }
-
-    fn data(data: Vec<u8>) -> Self {
-        Reply {
-            data: Some(data),
-            ..Reply::ok()
+            _buffer: None,
         }
     }
 
