@@ -192,6 +192,21 @@ fn a_storage_prefix_over_tcp_with_nbd_tools_and_the_shared_chunk_cache() {
     let warm = nbd.stop();
     assert_eq!(warm["chunks_fetched"], 0, "{warm}");
     assert_eq!(warm["disk_cache_hits"], DATA_CHUNKS.len(), "{warm}");
+
+    // A new version with one chunk changed: only that chunk is fetched.
+    let mut changed = p.guest.clone();
+    changed[5 * MIB as usize + 10] ^= 0xff;
+    let raw = p.path("v2.raw");
+    std::fs::write(&raw, &changed).unwrap();
+    let v2 = publish(&storage, &raw, "disk", MIB, &[]);
+    assert_ne!(v2, p.version);
+    let nbd = Nbd::start(&["--storage", &storage], "images/disk/", &args);
+    let out = p.path("v2-copy.raw");
+    qemu_img(&["convert", "-f", "raw", "-O", "raw", &nbd.uri, path(&out)]);
+    assert!(std::fs::read(&out).unwrap() == changed);
+    let new = nbd.stop();
+    assert_eq!(new["chunks_fetched"], 1, "{new}");
+    assert_eq!(new["disk_cache_hits"], DATA_CHUNKS.len() - 1, "{new}");
 }
 
 #[test]
