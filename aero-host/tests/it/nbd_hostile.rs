@@ -1,6 +1,7 @@
 //! `aero-host nbd` against clients that break the protocol or its limits: each gets the
 //! protocol's error or a closed connection, and the server goes on serving the others.
 
+use crate::support::fails_with;
 use crate::support::nbd::*;
 use crate::support::serve::make_raw;
 use std::io::{Read, Write};
@@ -241,4 +242,31 @@ fn a_client_that_stops_reading_loses_its_connection_and_its_buffers() {
         received.len()
     );
     nbd.stop();
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    make_raw(&raw, 65536);
+    let raw = raw.to_str().unwrap();
+    let nbd = |args: &[&str]| crate::support::run(&[&["nbd"], args].concat());
+    fails_with(&nbd(&["ubuntu:24.04"]), &["ubuntu:24.04", "catalog"]);
+    fails_with(
+        &nbd(&[raw, "--header", "A: b"]),
+        &["--header", "manifest URL"],
+    );
+    fails_with(
+        &nbd(&[raw, "--min-block-size", "3"]),
+        &["min_block_size 3", "power of two"],
+    );
+    fails_with(&nbd(&[raw, "--max-connections", "0"]), &["max_connections"]);
+    fails_with(&nbd(&[raw, "--unix", raw]), &["exists and is not a socket"]);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails_with(&nbd(&[empty.to_str().unwrap()]), &["manifest.json"]);
+    fails_with(
+        &nbd(&["http://127.0.0.1:9/none/manifest.json", "--retries", "1"]),
+        &["127.0.0.1:9"],
+    );
 }

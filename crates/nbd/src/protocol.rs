@@ -189,7 +189,11 @@ pub fn structured_header(cookie: u64, flags: u16, kind: u16, length: u32) -> Vec
 
 /// A final `NBD_REPLY_TYPE_ERROR` chunk with `message`.
 pub fn structured_error(cookie: u64, error: u32, message: &str) -> Vec<u8> {
-    let message = &message.as_bytes()[..message.len().min(4096)];
+    let mut end = message.len().min(4096);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message.as_bytes()[..end];
     let mut out = structured_header(
         cookie,
         REPLY_FLAG_DONE,
