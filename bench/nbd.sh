@@ -35,7 +35,7 @@ sock=$work/bench-nbd.sock
 log=$work/bench-nbd.log
 "$bin" nbd "\$@" --unix "\$sock" 2> "\$log" & pid=\$!
 trap 'kill \$pid 2>/dev/null || true' EXIT
-for _ in \$(seq 200); do grep -q exporting "\$log" && break; sleep 0.05; done
+for _ in \$(seq 200); do grep -qs exporting "\$log" && break; sleep 0.05; done
 qemu-img convert -f raw -O raw "nbd+unix:///?socket=\$sock" "\$out"
 kill -TERM \$pid; wait \$pid
 SH
@@ -43,7 +43,7 @@ chmod +x "$work/nbd-convert.sh"
 
 "$bin" --storage "fs:$store" serve --listen-addr 127.0.0.1:0 > "$work/serve.out" 2>/dev/null & serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null || true' EXIT
-for _ in $(seq 200); do grep -q listening "$work/serve.out" && break; sleep 0.05; done
+for _ in $(seq 200); do grep -qs listening "$work/serve.out" && break; sleep 0.05; done
 base=$(sed -n 's/^listening on //p' "$work/serve.out")
 
 cat "$image" > /dev/null   # warm the page cache for every run
