@@ -229,7 +229,9 @@ impl Inner {
     fn read_ahead(self: &Arc<Self>, offset: u64, end: u64) {
         let previous = self.last_end.swap(end, Ordering::Relaxed);
         let window = self.settings.readahead;
-        if window == 0 || previous.abs_diff(offset) > self.manifest.chunk_size {
+        // Clients keep several reads in flight, which arrive a little out of order: a read
+        // within the window of the previous one's end continues it.
+        if window == 0 || previous.abs_diff(offset) > window * self.manifest.chunk_size {
             return;
         }
         let next = end.div_ceil(self.manifest.chunk_size);
