@@ -46,6 +46,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
     Serve(crate::serve_args::ServeArgs),
+    /// Export one image over NBD: chunks fetched on demand and verified, or a local image.
+    Nbd(NbdArgs),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.
@@ -359,4 +361,79 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// `nbd` arguments. The server's and the chunk reader's defaults are those of `aero_nbd`.
+#[derive(Debug, Args)]
+pub struct NbdArgs {
+    /// What to export: a manifest URL, a storage prefix or version (with --storage), a local
+    /// manifest.json or the directory holding it, or a local image file in any format.
+    pub source: String,
+    /// TCP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:10809", conflicts_with = "unix")]
+    pub listen: String,
+    /// Listen on this Unix socket instead of TCP.
+    #[arg(long)]
+    pub unix: Option<PathBuf>,
+    /// The shared chunk cache; `none` keeps chunks in memory only
+    /// (default: $XDG_CACHE_HOME/aero-host/chunks, or ~/.cache/…).
+    #[arg(long, env = "AERO_CACHE_DIR")]
+    pub cache_dir: Option<String>,
+    /// Largest size of the chunk cache in bytes; least recently used chunks are evicted.
+    #[arg(long, default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+    /// Bytes of chunks kept in memory.
+    #[arg(long, default_value_t = aero_nbd::ChunkedSettings::default().memory_cache_bytes)]
+    pub memory_cache_bytes: u64,
+    /// Chunks read ahead of a sequential reader (0 = none).
+    #[arg(long, default_value_t = aero_nbd::ChunkedSettings::default().readahead)]
+    pub readahead: u64,
+    /// Chunks fetched at once.
+    #[arg(long, default_value_t = aero_nbd::ChunkedSettings::default().concurrency)]
+    pub concurrency: usize,
+    /// Fetches of a chunk (a chunk failing verification is fetched again) before the read fails.
+    #[arg(long, default_value_t = aero_nbd::ChunkedSettings::default().attempts)]
+    pub retries: usize,
+    /// Extra request header "Name: value" (with a manifest URL).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Which version to export (with a storage prefix of an image root).
+    #[arg(long)]
+    pub image_version: Option<String>,
+    /// The export's name (default: the image id, or the file name).
+    #[arg(long)]
+    pub export_name: Option<String>,
+    /// Connections served at once.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().max_connections)]
+    pub max_connections: usize,
+    /// Largest read a request may ask for, in bytes.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().max_request_bytes)]
+    pub max_request_bytes: u32,
+    /// Requests of one connection answered at once.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Bytes of read buffers alive at once, all connections together.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().max_buffer_bytes)]
+    pub max_buffer_bytes: u64,
+    /// Seconds a client has to finish the handshake.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().handshake_timeout.as_secs())]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a reply may take to be written before the connection is closed.
+    #[arg(long, default_value_t = aero_nbd::Settings::default().send_timeout.as_secs())]
+    pub send_timeout_secs: u64,
+    /// Requests must be aligned to this many bytes (a power of two; 1 = any).
+    #[arg(long, default_value_t = aero_nbd::Settings::default().min_block_size)]
+    pub min_block_size: u32,
+    /// Format of a local image (default: detect).
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Follow backing files of a local image.
+    #[arg(long)]
+    pub allow_backing: bool,
+    /// More directories backing files may live in.
+    #[arg(long = "backing-root")]
+    pub backing_roots: Vec<PathBuf>,
+    /// Print a JSON summary (the counters) on stdout on exit.
+    #[arg(long)]
+    pub json: bool,
 }

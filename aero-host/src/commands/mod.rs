@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod inspect;
+pub mod nbd;
 pub mod plugins;
 pub mod publish;
 pub mod run;

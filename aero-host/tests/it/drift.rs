@@ -199,3 +199,32 @@ fn publish_defaults_agree_in_help_docs_and_example() {
         "docs/usage.md",
     );
 }
+
+/// `nbd --help` and the limits table of `docs/nbd.md` agree; every default of `--help` is in
+/// the table but the listen address and the image format.
+#[test]
+fn nbd_defaults_agree_in_help_and_docs() {
+    let help = help_defaults("nbd");
+    let doc = repo_file("docs/nbd.md");
+    let table = doc.split_once("## Limits").expect("a Limits section").1;
+    let mut documented = vec!["listen".to_string(), "format".to_string()];
+    for row in table.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let key = cells[1]
+            .trim_matches('`')
+            .trim_start_matches("--")
+            .replace('-', "_");
+        assert_eq!(
+            help.get(&key),
+            Some(&cells[2].to_string()),
+            "--{key} in docs/nbd.md"
+        );
+        documented.push(key);
+    }
+    for key in help.keys() {
+        assert!(
+            documented.contains(key),
+            "--{key} is not in docs/nbd.md's Limits table"
+        );
+    }
+}

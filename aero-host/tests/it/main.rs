@@ -7,6 +7,8 @@ mod config_run;
 mod convert_cli;
 mod drift;
 mod hostile_images;
+mod nbd_hostile;
+mod nbd_qemu;
 mod plugins_cli;
 mod publish_backends;
 mod publish_faults;

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod lease;
+pub mod nbd;
 pub mod serve;
 
 pub use aero_test_support::*;
