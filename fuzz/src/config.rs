@@ -58,3 +58,21 @@ pub fn check_config(data: &[u8]) {
         let _ = serve.resolve_with(&|_| None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_accepted() {
+        let text = include_str!("../../config.example.toml");
+        let config = Config::parse(Path::new(PATH), text.to_string(), std::iter::empty()).unwrap();
+        assert!(!config.publish.is_empty());
+        check_config(text.as_bytes());
+        let jobs = include_str!("../corpus/config/seed-jobs.toml");
+        let config = Config::parse(Path::new(PATH), jobs.to_string(), std::iter::empty()).unwrap();
+        assert_eq!(config.publish.len(), 2);
+        assert!(config.serve.is_some());
+        check_config(jobs.as_bytes());
+    }
+}

@@ -153,7 +153,7 @@ pub fn check_latest(data: &[u8]) {
     if located {
         let manifest = Manifest::new(&latest.image_id, &latest.version, 512, 512, Vec::new());
         assert!(latest.check_against(ROOT, &expected, &manifest).is_ok());
-        let moved = format!("{ROOT}other/manifest.json");
+        let moved = format!("{ROOT}{}-moved/manifest.json", latest.version);
         assert!(latest.check_against(ROOT, &moved, &manifest).is_err());
     }
 }
@@ -223,4 +223,52 @@ fn entry_json(e: &catalog::Entry) -> Value {
         "etag": e.etag,
         "last_modified": last_modified,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn seeds(target: &str) -> Vec<Vec<u8>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(target);
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("seed-")
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    }
+
+    /// The seeds are accepted documents, so the round trips and rule checks run on them.
+    #[test]
+    fn published_seeds_are_accepted() {
+        for m in seeds("manifest") {
+            let m = Manifest::parse(&m, ManifestLimits::default()).unwrap();
+            check_manifest_rules(&m, ManifestLimits::default());
+        }
+        for m in seeds("meta") {
+            Meta::parse(&m).unwrap();
+        }
+        for l in seeds("latest") {
+            let l = Latest::parse(&l).unwrap();
+            l.check_location(&format!("images/{}/", l.image_id))
+                .unwrap();
+        }
+        for c in seeds("catalog") {
+            catalog::parse(&c).unwrap();
+        }
+    }
 }
