@@ -367,6 +367,10 @@ fn line_of(text: &str, at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The built-in backends register themselves when linked, as in the binary.
+    use backend_fs as _;
+    use backend_memory as _;
+    use backend_s3 as _;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
