@@ -2,7 +2,8 @@
 # Runs every fuzz target (fuzz/fuzz_targets/) for SECONDS_PER_TARGET seconds with cargo-fuzz on
 # the nightly toolchain, one after the other, then prints executions and coverage per target.
 #
-#   bench/fuzz.sh [SECONDS_PER_TARGET]      # default 300; needs `cargo install cargo-fuzz`
+#   bench/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   # default 300, every target;
+#                                                   # needs `cargo install cargo-fuzz`
 #
 # The committed corpus (fuzz/corpus/<target>/) and regressions are read, never written: new
 # inputs go to fuzz/work/<target>/ (ignored by git; `cargo fuzz cmin` them into the corpus when
@@ -14,7 +15,8 @@ secs=${1:-300}
 fuzz() { nice -n 19 cargo +nightly fuzz "$@"; }
 
 fuzz build --features libfuzzer || exit 1
-targets=$(fuzz list)
+shift $(($# > 0))
+targets=${*:-$(fuzz list)}
 summary=()
 for t in $targets; do
   mkdir -p "fuzz/work/$t"

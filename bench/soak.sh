@@ -3,8 +3,9 @@
 # size, chunks, manifests, 404s and bad ranges from well-behaved clients, alongside clients that
 # stall (ask for 8 MiB and never read) and clients that connect and send nothing. Samples the
 # server's RSS and open file descriptors every 10 s, prints them, and the well-behaved clients'
-# error count (unexpected status or wrong length). Exits 1 on any such error. RSS includes the
-# piece cache (default 256 MiB), which random ranges fill within the first seconds.
+# error count (unexpected status or wrong length) and latency percentiles. Exits 1 on any such
+# error. RSS includes the piece cache (default 256 MiB), which random ranges fill within the
+# first seconds.
 #
 #   bench/soak.sh [MINUTES]        # default 10; AERO_HOST=path/to/aero-host skips the release build
 set -euo pipefail
@@ -55,18 +56,23 @@ host, port = base.removeprefix("http://").split(":")
 port = int(port)
 end = time.time() + secs
 errors, done, lock = [], [0], threading.Lock()
+latencies, busy = [], [0]  # seconds per well-behaved request; 429 answers
 
 def check(path, headers, want_status, want_len=None):
     c = http.client.HTTPConnection(host, port, timeout=30)
     try:
+        started = time.monotonic()
         c.request("GET", path, headers=headers)
         r = c.getresponse()
         body = r.read()
+        took = time.monotonic() - started
         ok = r.status in want_status and (want_len is None or len(body) == want_len)
         if r.status == 429:  # the concurrency cap answering is expected under load
             ok = True
         with lock:
             done[0] += 1
+            latencies.append(took)
+            busy[0] += r.status == 429
             if not ok:
                 errors.append(f"{path} {headers}: {r.status}, {len(body)} bytes")
     except Exception as e:
@@ -123,6 +129,10 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
+lat = sorted(latencies) or [0]
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
+print(f"latency of well-behaved requests (ms): p50 {pick(0.5):.1f}, p90 {pick(0.9):.1f}, "
+      f"p99 {pick(0.99):.1f}, max {lat[-1] * 1000:.1f}; 429 answers: {busy[0]}")
 print(f"well-behaved requests: {done[0]}, errors: {len(errors)}")
 for e in errors[:20]:
     print("  error:", e)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the seed corpora fuzz/corpus/<target>/ from tiny qemu-made images (and AeroSparse
 # images made by make-aerosparse.py), a few KiB each, so that the corpora stay small in the
-# repository. Needs qemu-img, qemu-io and python3.
+# repository; the documents' seeds are what aero-host publishes for such an image, the config
+# seeds config.example.toml and a few tables, the header seeds typical and broken values.
+# Needs qemu-img, qemu-io, python3 and aero-host (AERO_HOST=path, else `cargo run`).
 #
 #   fuzz/seed.sh                 # replaces the seeds; files the fuzzers added are kept
 set -euo pipefail
@@ -96,5 +98,64 @@ qemu-img convert -q -f raw -O vmdk -o subformat=monolithicSparse "$tmp/grain.raw
 qemu-img create -q -f vmdk -o subformat=monolithicSparse "$tmp/empty.vmdk" 1M
 qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized "$tmp/src.raw" "$tmp/stream.vmdk"
 for f in sparse empty stream; do seed format_vmdk "$tmp/$f.vmdk"; done
+
+# manifest, meta, latest: what `publish` writes for the 64 KiB image, with sha256 and mh1-
+# versions, a chunk list without digests, and 4 KiB chunks under a 2-digit index width.
+aero() { if [ -n "${AERO_HOST:-}" ]; then "$AERO_HOST" "$@"; else (cd .. && cargo run -q -p aero-host -- "$@"); fi; }
+pub() { aero --storage "fs:$tmp/pub" publish --file "$tmp/src.raw" --prefix images/ \
+          --image-id "$1" --publish-latest "${@:2}" >/dev/null; }
+pub seed --compute-version sha256 --chunk-size 16384
+pub mh --compute-version manifest-sha256 --chunk-size 4096
+pub plain --image-version v1 --checksum none --chunk-size 65536
+for m in "$tmp"/pub/images/*/*/manifest.json; do
+  dir=$(dirname "$m"); id=$(basename "$(dirname "$dir")")
+  cp "$m" "$tmp/$id-manifest.json"; seed manifest "$tmp/$id-manifest.json"
+  cp "$dir/meta.json" "$tmp/$id-meta.json"; seed meta "$tmp/$id-meta.json"
+  cp "$tmp/pub/images/$id/latest.json" "$tmp/$id-latest.json"; seed latest "$tmp/$id-latest.json"
+done
+python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1])); m["chunkIndexWidth"] = 2
+json.dump(m, open(sys.argv[2], "w"), indent=2)' "$tmp"/pub/images/seed/*/manifest.json "$tmp/width2-manifest.json"
+seed manifest "$tmp/width2-manifest.json"
+
+# catalog: both shapes, every key, a raw image beside a published one.
+printf '%s\n' '{"images":[{"id":"win7","file":"./raw/win7.img","name":"Windows 7","description":"d",' \
+  ' "content_type":"application/octet-stream","recommended_chunk_size_bytes":4194304,' \
+  ' "chunked_version":"v1","public":false,"etag":"W/\"abc\"","last_modified":"2024-02-29T12:34:56.789+01:00"},' \
+  ' {"id":"seed","name":"Published only"}]}' > "$tmp/catalog-wrapped.json"
+printf '%s' '[{"id":"a","file":"a.raw","name":"A","etag":"\"1\"","last_modified":"1970-01-01T00:00:00Z"}]' \
+  > "$tmp/catalog-bare.json"
+for f in wrapped bare; do seed catalog "$tmp/catalog-$f.json"; done
+
+# http_range: the raw header value (the generated half of the target reads the same bytes).
+i=0
+for r in 'bytes=0-511' 'bytes=-512' 'bytes=1048576-' 'bytes=0-0,5-9,-3' ' Bytes = 00 - 9 ' \
+         'items=0-1' 'bytes=5-1' 'bytes=99999999999999999999-' 'bytes=18446744073709551615-'; do
+  i=$((i + 1)); printf '%s' "$r" > "$tmp/range-$i"; seed http_range "$tmp/range-$i"
+done
+
+# http_conditional: a flags byte (1: weak ETag, 2: Last-Modified known), 8 bytes of seconds
+# (1,000,000,000), then If-None-Match, If-Modified-Since and If-Range values, one a line.
+cond() { { printf "\\x$1"; printf '\x00\x00\x00\x00\x3b\x9a\xca\x00'; printf '%s' "$2"; } > "$tmp/cond-$3"
+         seed http_conditional "$tmp/cond-$3"; }
+cond 02 $'"v1-abc", W/"x"\nSun, 09 Sep 2001 01:46:40 GMT\n"v1-abc"' strong
+cond 03 $'*\n\nW/"v1-abc"' weak
+cond 02 $'\nSun, 09 Sep 2001 01:46:41 GMT\nSun, 09 Sep 2001 01:46:39 GMT' dates
+cond 00 $'"a,b", "v1-abc"\nnot a date\ngarbage' lists
+
+# config: the documented example, tables of each kind, and misspelt keys.
+cp ../config.example.toml "$tmp/example.toml"; seed config "$tmp/example.toml"
+printf '%s\n' '[storage]' 'type = "s3"' 'bucket = "disks"' 'endpoint = "http://127.0.0.1:9000"' \
+  'force_path_style = true' '' '[plugins]' 'paths = ["plugins/libformat_vmdk.so"]' \
+  'prefer_library = ["vmdk"]' '' '[[publish]]' 'file = "a.qcow2"' 'prefix = "images/"' \
+  'image_id = "a"' 'compute_version = "manifest-sha256"' 'chunk_size = 1048576' \
+  'verify_chunk_sample = 4' '' '[[publish]]' 'file = "/abs/b.raw"' 'checksum = "none"' \
+  'verify = false' '' '[serve]' 'listen_addr = "127.0.0.1:0"' 'max_range_bytes = 1048576' \
+  'log_format = "json"' > "$tmp/jobs.toml"
+seed config "$tmp/jobs.toml"
+printf '%s\n' '[storage]' 'type = "fs"' 'root = "out"' 'bukket = 1' '[[publish]]' 'file = "a"' \
+  'chunk_sise = 4096' > "$tmp/misspelt.toml"
+seed config "$tmp/misspelt.toml"
 
 du -sh corpus/* | sed 's/^/seed.sh: /'

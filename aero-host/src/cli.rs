@@ -5,6 +5,7 @@
 use aero_chunked::format::{DEFAULT_CHUNK_SIZE, IMMUTABLE_CACHE_CONTROL, LATEST_CACHE_CONTROL};
 use aero_chunked::publish::{self, PublishPlan};
 use aero_chunked::store::CacheControls;
+use aero_plugin_host::PluginSet;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -92,8 +93,18 @@ pub struct ConvertArgs {
     /// The output file.
     pub out: PathBuf,
     /// Output format.
-    #[arg(long, default_value = "raw", value_parser = crate::commands::convert::targets())]
+    #[arg(long, default_value = "raw", value_parser = convert_targets())]
     pub to: String,
+}
+
+/// The values `--to` accepts: `raw`, and every built-in format that can write.
+fn convert_targets() -> clap::builder::PossibleValuesParser {
+    let writers: Vec<String> = PluginSet::builtin()
+        .map(|set| set.writers().map(|f| f.name().to_string()).collect())
+        .unwrap_or_default();
+    // Parsed once per process: the few names live as long as it does.
+    let names = std::iter::once("raw").chain(writers.into_iter().map(|name| &*name.leak()));
+    clap::builder::PossibleValuesParser::new(names)
 }
 
 /// `plugins` subcommands.

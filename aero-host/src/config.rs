@@ -187,11 +187,21 @@ impl PublishEntry {
 }
 
 impl Config {
-    /// Reads `path`, resolving relative paths against its directory and applying
-    /// environment overrides.
+    /// Reads `path`, resolving relative paths against its directory and applying the
+    /// process's environment overrides.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(path, text, std::env::vars())
+    }
+
+    /// The config in `text`, read from `path`: relative paths are resolved against its
+    /// directory, and the `AERO_BACKEND_<KEY>` variables among `vars` override `[storage]`.
+    pub fn parse(
+        path: &Path,
+        text: String,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self> {
         let file: ConfigFile = toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut publish = Vec::with_capacity(file.publish.len());
@@ -232,7 +242,7 @@ impl Config {
             serve,
             source: (path.to_path_buf(), text),
         };
-        config.apply_env(std::env::vars());
+        config.apply_env(vars);
         if let Some(kind) = config.storage.get("type") {
             if kind.get_ref().as_str() == Some("fs") {
                 if let Some(root) = config.storage.get_mut("root") {
@@ -361,6 +371,10 @@ fn line_of(text: &str, at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The built-in backends register themselves when linked, as in the binary.
+    use backend_fs as _;
+    use backend_memory as _;
+    use backend_s3 as _;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

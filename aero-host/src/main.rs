@@ -1,11 +1,12 @@
 //! aero-host: publish, verify and serve virtual-machine disk images from any storage backend.
 
-mod cli;
 mod commands;
-mod config;
 mod output;
 mod runtime;
-mod serve_args;
+
+// The command line and configuration live in the package's library target (`src/lib.rs`), so
+// that the fuzz targets can reach the config loader; `crate::cli` etc. keep naming them here.
+use aero_host::{cli, config, serve_args};
 
 use clap::Parser;
 use cli::{Cli, Command, DEFAULT_LOG_LEVEL};

@@ -1,4 +1,4 @@
 //! The raw format plugin on an image held in memory: see `aero_fuzz::check_format`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| aero_fuzz::check_format("raw", data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aero_fuzz::run("format_raw", data));

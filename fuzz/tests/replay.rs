@@ -45,12 +45,19 @@ fn corpora_and_regressions_pass_their_harness() {
 }
 
 #[test]
-fn every_target_has_a_libfuzzer_binary() {
+fn every_target_has_a_libfuzzer_binary_running_its_harness() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for target in aero_fuzz::TARGETS {
         let bin = root
             .join("fuzz_targets")
             .join(format!("{}.rs", target.name));
-        assert!(bin.is_file(), "{} is missing", bin.display());
+        let text =
+            std::fs::read_to_string(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let call = format!("aero_fuzz::run(\"{}\", data)", target.name);
+        assert!(
+            text.contains(&call),
+            "{} does not call {call}",
+            bin.display()
+        );
     }
 }

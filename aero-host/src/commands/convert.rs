@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// `aero-host convert`.
 pub fn command(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
     let plugins = PluginSet::load(libs)?;
-    let opened = args.source.open(&plugins)?;
+    let opened = super::open_args(&args.source, &plugins)?;
     let converted =
         convert(&plugins, opened.disk.as_ref(), &args.out, &args.to).with_context(|| {
             format!(
@@ -28,16 +28,6 @@ pub fn command(args: ConvertArgs, libs: &LibrarySelection) -> Result<ExitCode> {
         converted.written
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The values `--to` accepts: `raw`, and every built-in format that can write.
-pub fn targets() -> clap::builder::PossibleValuesParser {
-    let writers: Vec<String> = PluginSet::builtin()
-        .map(|set| set.writers().map(|f| f.name().to_string()).collect())
-        .unwrap_or_default();
-    // Parsed once per process: the few names live as long as it does.
-    let names = std::iter::once("raw").chain(writers.into_iter().map(|name| &*name.leak()));
-    clap::builder::PossibleValuesParser::new(names)
 }
 
 /// Converts `disk` to `out`, writing a temporary file beside it and renaming it at the end,

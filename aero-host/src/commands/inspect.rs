@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 /// `aero-host inspect`.
 pub fn command(args: InspectArgs, libs: &LibrarySelection) -> Result<ExitCode> {
-    let opened = args.source.open(&PluginSet::load(libs)?)?;
+    let opened = super::open_args(&args.source, &PluginSet::load(libs)?)?;
     let inspection =
         inspect(&opened).with_context(|| format!("inspecting {}", args.source.image.display()))?;
     if args.json {

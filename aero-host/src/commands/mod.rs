@@ -20,17 +20,15 @@ use anyhow::{anyhow, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-impl ImageArgs {
-    /// Opens the image with these options.
-    fn open(&self, plugins: &PluginSet) -> Result<OpenedDisk> {
-        open_image(
-            plugins,
-            &self.image,
-            &self.format,
-            self.allow_backing,
-            &self.backing_roots,
-        )
-    }
+/// Opens the image `args` name, with their options.
+fn open_args(args: &ImageArgs, plugins: &PluginSet) -> Result<OpenedDisk> {
+    open_image(
+        plugins,
+        &args.image,
+        &args.format,
+        args.allow_backing,
+        &args.backing_roots,
+    )
 }
 
 fn open_image(

@@ -108,3 +108,63 @@ pub async fn serve(
         _ = tokio::time::sleep(grace) => Stopped::GraceOver,
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/`, feature `fuzzing`): the request-header parsers
+/// the routes use, callable on their own. Not part of the server's API.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::range::{
+        parse as parse_range, resolve as resolve_range, RangeError, Spec, MAX_HEADER_LEN, MAX_SPECS,
+    };
+
+    use crate::conditional::{if_range_satisfied, revalidate, Validators};
+    use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+    use std::time::SystemTime;
+
+    /// What a request's conditional headers decide for one resource.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Conditionals {
+        /// The answer is 304 Not Modified (If-None-Match, else If-Modified-Since).
+        pub not_modified: bool,
+        /// If-Range (when present) lets a Range be honoured.
+        pub if_range: bool,
+        /// The `ETag` header the answer carries.
+        pub etag: Option<String>,
+        /// The `Last-Modified` header the answer carries.
+        pub last_modified: Option<String>,
+    }
+
+    /// Evaluates `request`'s headers (name, raw value; values a client could not send are
+    /// skipped) against a resource with `etag` and `last_modified`, as the routes do.
+    pub fn conditionals(
+        request: &[(&str, &[u8])],
+        etag: &str,
+        last_modified: Option<SystemTime>,
+    ) -> Conditionals {
+        let mut req = HeaderMap::new();
+        for (name, value) in request {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                req.append(name, value);
+            }
+        }
+        let v = Validators {
+            etag: etag.to_string(),
+            last_modified,
+        };
+        let mut out = HeaderMap::new();
+        let not_modified = revalidate(&req, &mut out, &v);
+        let text = |name| {
+            out.get(name)
+                .map(|v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        Conditionals {
+            not_modified,
+            if_range: if_range_satisfied(&req, &v),
+            etag: text(header::ETAG),
+            last_modified: text(header::LAST_MODIFIED),
+        }
+    }
+}

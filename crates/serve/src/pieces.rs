@@ -16,7 +16,8 @@
 //! - **Bypassed:** when `cache_bytes` is 0 (no cache at all), and for the pieces after the
 //!   first of a full image or a chunk.
 //! - **How big:** at most `cache_bytes` (default 256 MiB), each entry weighing its length plus
-//!   its key; when full, quick_cache evicts the least valuable (cold) entries first.
+//!   its key; when full, quick_cache evicts the least valuable (cold) entries first. Entries
+//!   are exact copies, so the weight is the memory they hold.
 //!
 //! Metrics: `aero_storage_piece_cache_hits_total`, `aero_storage_piece_cache_misses_total`,
 //! `aero_storage_piece_cache_bytes` and `aero_storage_piece_reads_total` (every piece read
@@ -128,16 +129,14 @@ impl Pieces {
         self.metrics.piece_cache(false);
         self.metrics.piece_read();
         let parts = read_piece(&self.storage, piece).await?;
-        let bytes = if parts.len() == 1 {
-            parts[0].clone()
-        } else {
-            Bytes::from(
-                parts
-                    .iter()
-                    .flat_map(|b| b.iter().copied())
-                    .collect::<Vec<u8>>(),
-            )
-        };
+        // Always an exact copy: what storage returns can be a slice of a larger buffer (the fs
+        // backend reads into pooled 256 KiB buffers), which a cached 1-byte piece would keep
+        // whole, far beyond the weight the cache counts.
+        let mut owned = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in &parts {
+            owned.extend_from_slice(part);
+        }
+        let bytes = Bytes::from(owned);
         cache.insert(key, bytes.clone());
         Ok(VecDeque::from([bytes]))
     }

@@ -1,0 +1,4 @@
+//! `latest.json`: SPEC 1.6 rules and the round trip, see `aero_fuzz::run`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aero_fuzz::run("latest", data));

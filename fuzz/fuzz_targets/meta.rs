@@ -1,0 +1,4 @@
+//! `meta.json`: the round trip, see `aero_fuzz::run`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aero_fuzz::run("meta", data));
