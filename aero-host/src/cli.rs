@@ -46,6 +46,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
     Serve(crate::serve_args::ServeArgs),
+    /// The upload gateway: browser uploads straight to S3, image records in a database, and
+    /// conversion into the chunked format (`gateway token create|revoke` manages API tokens).
+    Gateway(crate::commands::gateway::GatewayCommand),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod output;
 mod runtime;
+mod gateway_args;
 mod serve_args;
 
 use clap::Parser;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => commands::publish::command(args, storage, &libs),
         Command::Verify(args) => commands::verify::command(args, storage, &libs),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
+        Command::Gateway(cmd) => commands::gateway::command(cmd, &libs),
         Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };
     match result {
