@@ -118,12 +118,33 @@ impl GatewayArgs {
             ($($field:ident),*) => { GatewayArgs { $($field: pick(&self.$field, &file.$field)),* } };
         }
         merge!(
-            s3_bucket, aws_region, s3_endpoint, s3_force_path_style, aws_access_key_id,
-            aws_secret_access_key, aws_session_token, database, port, listen_addr, auth_mode,
-            multipart_part_size_bytes, image_base_path, image_cache_control, cors_allow_origin,
-            cross_origin_resource_policy, chunked_prefix, upload_url_expiry_seconds,
-            max_url_bytes, max_body_bytes, max_image_bytes, max_conversions, chunk_size,
-            conversion_concurrency, job_lease_seconds, job_poll_interval_ms, db_max_connections
+            s3_bucket,
+            aws_region,
+            s3_endpoint,
+            s3_force_path_style,
+            aws_access_key_id,
+            aws_secret_access_key,
+            aws_session_token,
+            database,
+            port,
+            listen_addr,
+            auth_mode,
+            multipart_part_size_bytes,
+            image_base_path,
+            image_cache_control,
+            cors_allow_origin,
+            cross_origin_resource_policy,
+            chunked_prefix,
+            upload_url_expiry_seconds,
+            max_url_bytes,
+            max_body_bytes,
+            max_image_bytes,
+            max_conversions,
+            chunk_size,
+            conversion_concurrency,
+            job_lease_seconds,
+            job_poll_interval_ms,
+            db_max_connections
         )
     }
 
@@ -137,9 +158,9 @@ impl GatewayArgs {
     /// The resolved settings; names the missing or wrong setting.
     pub fn resolve(&self) -> Result<Settings> {
         let need = |v: &Option<String>, name: &str| {
-            v.clone()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| anyhow!("the gateway needs {name} (flag, environment or [gateway] key)"))
+            v.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+                anyhow!("the gateway needs {name} (flag, environment or [gateway] key)")
+            })
         };
         let s3 = S3Settings {
             bucket: need(&self.s3_bucket, "S3_BUCKET")?,
@@ -156,9 +177,9 @@ impl GatewayArgs {
             s.listen_addr = SocketAddr::from(([0, 0, 0, 0], port));
         }
         if let Some(addr) = &self.listen_addr {
-            s.listen_addr = addr
-                .parse()
-                .with_context(|| format!("listen_addr '{addr}' is not an address such as 127.0.0.1:3000"))?;
+            s.listen_addr = addr.parse().with_context(|| {
+                format!("listen_addr '{addr}' is not an address such as 127.0.0.1:3000")
+            })?;
         }
         if let Some(v) = &self.auth_mode {
             s.auth_mode = AuthMode::parse(v).map_err(|e| anyhow!(e))?;

@@ -3,9 +3,9 @@
 mod cli;
 mod commands;
 mod config;
+mod gateway_args;
 mod output;
 mod runtime;
-mod gateway_args;
 mod serve_args;
 
 use clap::Parser;

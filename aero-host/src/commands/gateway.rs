@@ -104,7 +104,10 @@ async fn token(action: TokenAction, args: &GatewayArgs) -> Result<()> {
 }
 
 /// The bucket of `settings` as a storage, through the s3 backend plugin.
-fn bucket_storage(plugins: &PluginSet, settings: &Settings) -> Result<Arc<aero_plugin_api::backend::Storage>> {
+fn bucket_storage(
+    plugins: &PluginSet,
+    settings: &Settings,
+) -> Result<Arc<aero_plugin_api::backend::Storage>> {
     let s3 = &settings.s3;
     let mut spec = StorageSpec {
         kind: "s3".into(),
@@ -126,7 +129,11 @@ fn bucket_storage(plugins: &PluginSet, settings: &Settings) -> Result<Arc<aero_p
     if let Some(t) = &s3.session_token {
         set("session_token", t);
     }
-    Ok(Arc::new(open_storage(plugins, &spec, StoragePolicy::default())?))
+    Ok(Arc::new(open_storage(
+        plugins,
+        &spec,
+        StoragePolicy::default(),
+    )?))
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -134,7 +141,8 @@ pub async fn run(plugins: &PluginSet, settings: Settings) -> Result<()> {
     let db = open_db(&settings.database, settings.db_max_connections).await?;
     let storage = bucket_storage(plugins, &settings)?;
     let addr = settings.listen_addr;
-    let gateway = Gateway::new(settings, db, storage, plugins.formats().clone()).map_err(|e| anyhow!(e))?;
+    let gateway =
+        Gateway::new(settings, db, storage, plugins.formats().clone()).map_err(|e| anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

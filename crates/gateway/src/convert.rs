@@ -18,7 +18,6 @@ use aero_plugin_api::ByteSource;
 use aero_plugin_host::OpenOptions;
 use std::sync::Arc;
 
-
 /// Claims of one job before it is given up (an instance died during each).
 pub const MAX_ATTEMPTS: i64 = 3;
 
@@ -230,4 +229,3 @@ async fn convert(gateway: &Arc<Gateway>, rec: &ImageRecord) -> Result<Converted,
         manifest_key: summary.manifest_key,
     })
 }
-

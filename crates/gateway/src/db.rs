@@ -124,8 +124,13 @@ impl Db {
         let sqlite = url.starts_with("sqlite:");
         if sqlite {
             // WAL is a property of the file: set it once, on one connection.
-            let pool = AnyPoolOptions::new().max_connections(1).connect(&url).await?;
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
             pool.close().await;
         }
         let pool = AnyPoolOptions::new()
@@ -134,8 +139,12 @@ impl Db {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })

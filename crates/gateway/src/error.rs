@@ -68,7 +68,6 @@ impl ApiError {
     /// 502 from a failed S3 call; `cause` is logged, never sent.
     pub fn bad_gateway(code: &'static str, cause: impl std::fmt::Display) -> Self {
         tracing::error!("S3 error: {cause}");
-        eprintln!("DEBUG S3 error: {cause}");
         Self::new(StatusCode::BAD_GATEWAY, code, String::new())
     }
 

@@ -67,9 +67,8 @@ fn preflight(request: &HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             v.len() <= MAX_ECHOED_HEADERS
-                && v.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~, \t".contains(&b)
-                })
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~, \t".contains(&b))
         });
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
@@ -89,7 +88,9 @@ fn preflight(request: &HeaderMap) -> Response {
     );
     h.append(
         header::VARY,
-        HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
     );
     response
 }
@@ -134,8 +135,7 @@ pub fn self_url(headers: &HeaderMap, path: &str) -> String {
     let host = first("x-forwarded-host").or_else(|| first("host"));
     let host = host.filter(|h| {
         h.len() <= 255
-            && h
-                .bytes()
+            && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
     });
     let proto = match first("x-forwarded-proto") {
@@ -157,7 +157,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("gw.local:3000"));
         assert_eq!(self_url(&h, "/x"), "http://gw.local:3000/x");
-        h.insert("x-forwarded-host", HeaderValue::from_static("cdn.example, inner"));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("cdn.example, inner"),
+        );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert_eq!(self_url(&h, "/x"), "https://cdn.example/x");
         h.insert("x-forwarded-host", HeaderValue::from_static("bad/host"));

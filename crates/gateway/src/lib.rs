@@ -86,19 +86,47 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
         ("/v1/images", "get", on(get, list)),
         ("/v1/images", "post", on(post, create)),
         ("/v1/images/{imageId}", "get", on(get, get_image)),
-        ("/v1/images/{imageId}", "delete", on(MethodFilter::DELETE, delete_image)),
-        ("/v1/images/{imageId}/upload-url", "post", on(post, upload_url)),
+        (
+            "/v1/images/{imageId}",
+            "delete",
+            on(MethodFilter::DELETE, delete_image),
+        ),
+        (
+            "/v1/images/{imageId}/upload-url",
+            "post",
+            on(post, upload_url),
+        ),
         ("/v1/images/{imageId}/upload", "get", on(get, upload_status)),
         ("/v1/images/{imageId}/complete", "post", on(post, complete)),
         ("/v1/images/{imageId}/abort", "post", on(post, abort)),
         ("/v1/images/{imageId}/metadata", "get", on(get, metadata)),
-        ("/v1/images/{imageId}/stream-url", "get", on(get, stream_url)),
+        (
+            "/v1/images/{imageId}/stream-url",
+            "get",
+            on(get, stream_url),
+        ),
         ("/v1/images/{imageId}/range", "get", on(get, proxy::range)),
         ("/v1/images/{imageId}/range", "head", on(head, proxy::range)),
-        ("/v1/images/{imageId}/chunked/manifest", "get", on(get, proxy::manifest)),
-        ("/v1/images/{imageId}/chunked/manifest", "head", on(head, proxy::manifest)),
-        ("/v1/images/{imageId}/chunked/chunks/{chunkIndex}", "get", on(get, proxy::chunk)),
-        ("/v1/images/{imageId}/chunked/chunks/{chunkIndex}", "head", on(head, proxy::chunk)),
+        (
+            "/v1/images/{imageId}/chunked/manifest",
+            "get",
+            on(get, proxy::manifest),
+        ),
+        (
+            "/v1/images/{imageId}/chunked/manifest",
+            "head",
+            on(head, proxy::manifest),
+        ),
+        (
+            "/v1/images/{imageId}/chunked/chunks/{chunkIndex}",
+            "get",
+            on(get, proxy::chunk),
+        ),
+        (
+            "/v1/images/{imageId}/chunked/chunks/{chunkIndex}",
+            "head",
+            on(head, proxy::chunk),
+        ),
     ]
 }
 

@@ -98,7 +98,9 @@ fn secs(t: SystemTime) -> u64 {
 
 /// Whether the request's validators say the client's copy is current (304).
 fn not_modified(headers: &HeaderMap, rec: &ImageRecord) -> bool {
-    if let Some(inm) = text(headers, &header::IF_NONE_MATCH).filter(|v| v.len() <= MAX_IF_NONE_MATCH) {
+    if let Some(inm) =
+        text(headers, &header::IF_NONE_MATCH).filter(|v| v.len() <= MAX_IF_NONE_MATCH)
+    {
         let Some(etag) = rec.etag.as_deref() else {
             return false;
         };
@@ -116,7 +118,12 @@ fn not_modified(headers: &HeaderMap, rec: &ImageRecord) -> bool {
 }
 
 /// The response headers every proxied byte response carries.
-fn byte_headers(gw: &Gateway, s3: &HeaderMap, cache_control: &str, default_type: &'static str) -> HeaderMap {
+fn byte_headers(
+    gw: &Gateway,
+    s3: &HeaderMap,
+    cache_control: &str,
+    default_type: &'static str,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     let cache = if cache_control.contains("no-transform") {
         cache_control.to_string()
@@ -128,14 +135,20 @@ fn byte_headers(gw: &Gateway, s3: &HeaderMap, cache_control: &str, default_type:
     if let Ok(v) = HeaderValue::from_str(&cache) {
         h.insert(header::CACHE_CONTROL, v);
     }
-    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     h.insert(
         header::CONTENT_TYPE,
         s3.get(header::CONTENT_TYPE)
             .cloned()
             .unwrap_or(HeaderValue::from_static(default_type)),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(v) = HeaderValue::from_str(&gw.settings.cross_origin_resource_policy) {
         h.insert(HeaderName::from_static("cross-origin-resource-policy"), v);
     }
@@ -216,10 +229,21 @@ pub async fn range(
     if not_modified(&headers, &rec) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         let h = resp.headers_mut();
-        h.extend(byte_headers(&gw, &HeaderMap::new(), cache_control, "application/octet-stream"));
+        h.extend(byte_headers(
+            &gw,
+            &HeaderMap::new(),
+            cache_control,
+            "application/octet-stream",
+        ));
         h.remove(header::CONTENT_TYPE);
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        for (name, value) in [(header::ETAG, rec.etag.clone()), (header::LAST_MODIFIED, http_date(&rec).map(httpdate::fmt_http_date))] {
+        for (name, value) in [
+            (header::ETAG, rec.etag.clone()),
+            (
+                header::LAST_MODIFIED,
+                http_date(&rec).map(httpdate::fmt_http_date),
+            ),
+        ] {
             if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 h.insert(name, v);
             }
@@ -229,14 +253,26 @@ pub async fn range(
     if method == Method::HEAD {
         let resp = gw
             .s3
-            .send("HeadObject", Method::HEAD, &rec.source_key, &[], HeaderMap::new(), Vec::new())
+            .send(
+                "HeadObject",
+                Method::HEAD,
+                &rec.source_key,
+                &[],
+                HeaderMap::new(),
+                Vec::new(),
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(s3_status(resp.status().as_u16(), size, "the image"));
         }
         let mut out = StatusCode::OK.into_response();
         let h = out.headers_mut();
-        h.extend(byte_headers(&gw, resp.headers(), cache_control, "application/octet-stream"));
+        h.extend(byte_headers(
+            &gw,
+            resp.headers(),
+            cache_control,
+            "application/octet-stream",
+        ));
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         return Ok(out);
     }
@@ -246,7 +282,7 @@ pub async fn range(
     let mut condition = HeaderMap::new();
     let if_range = text(&headers, &header::IF_RANGE);
     if let Some(value) = text(&headers, &header::RANGE) {
-        if !if_range.is_some_and(|v| v.len() > MAX_IF_RANGE) {
+        if if_range.is_none_or(|v| v.len() <= MAX_IF_RANGE) {
             let r = parse_range(value).ok_or_else(|| unsatisfiable(size))?;
             if size.is_some_and(|s| r.start >= s as u64) {
                 return Err(unsatisfiable(size));
@@ -260,7 +296,10 @@ pub async fn range(
                                 && !etag.starts_with("W/")
                                 && opaque(validator) == opaque(etag) =>
                         {
-                            condition.insert(header::IF_MATCH, HeaderValue::from_str(etag).map_err(ApiError::internal)?);
+                            condition.insert(
+                                header::IF_MATCH,
+                                HeaderValue::from_str(etag).map_err(ApiError::internal)?,
+                            );
                             true
                         }
                         _ => false,
@@ -268,7 +307,10 @@ pub async fn range(
                 } else {
                     match (httpdate::parse_http_date(validator).ok(), http_date(&rec)) {
                         (Some(date), Some(modified)) if secs(modified) <= secs(date) => {
-                            condition.insert(header::IF_UNMODIFIED_SINCE, HeaderValue::from_str(validator).map_err(ApiError::internal)?);
+                            condition.insert(
+                                header::IF_UNMODIFIED_SINCE,
+                                HeaderValue::from_str(validator).map_err(ApiError::internal)?,
+                            );
                             true
                         }
                         _ => false,
@@ -287,17 +329,34 @@ pub async fn range(
             Some(end) => format!("bytes={}-{end}", r.start),
             None => format!("bytes={}-", r.start),
         };
-        request.insert(header::RANGE, HeaderValue::from_str(&value).map_err(ApiError::internal)?);
+        request.insert(
+            header::RANGE,
+            HeaderValue::from_str(&value).map_err(ApiError::internal)?,
+        );
     }
     let mut resp = gw
         .s3
-        .send("GetObject", Method::GET, &rec.source_key, &[], request, Vec::new())
+        .send(
+            "GetObject",
+            Method::GET,
+            &rec.source_key,
+            &[],
+            request,
+            Vec::new(),
+        )
         .await?;
     if resp.status().as_u16() == 412 {
         wanted = None;
         resp = gw
             .s3
-            .send("GetObject", Method::GET, &rec.source_key, &[], HeaderMap::new(), Vec::new())
+            .send(
+                "GetObject",
+                Method::GET,
+                &rec.source_key,
+                &[],
+                HeaderMap::new(),
+                Vec::new(),
+            )
             .await?;
     }
     if !resp.status().is_success() {
@@ -308,11 +367,23 @@ pub async fn range(
     }
     let ranged = resp.headers().contains_key(header::CONTENT_RANGE);
     if wanted.is_some() && !ranged {
-        return Err(ApiError::bad_gateway("S3_ERROR", "S3 answered a Range request without Content-Range"));
+        return Err(ApiError::bad_gateway(
+            "S3_ERROR",
+            "S3 answered a Range request without Content-Range",
+        ));
     }
-    let h = byte_headers(&gw, resp.headers(), cache_control, "application/octet-stream");
+    let h = byte_headers(
+        &gw,
+        resp.headers(),
+        cache_control,
+        "application/octet-stream",
+    );
     let mut out = Response::new(stream(resp));
-    *out.status_mut() = if ranged { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *out.status_mut() = if ranged {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     out.headers_mut().extend(h);
     out.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -323,7 +394,10 @@ pub async fn range(
 fn chunked_keys(rec: &ImageRecord) -> ApiResult<(String, String)> {
     if let Some(key) = &rec.chunked_manifest_key {
         let key = key.trim_start_matches('/').to_string();
-        let base = key.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+        let base = key
+            .rsplit_once('/')
+            .map(|(d, _)| format!("{d}/"))
+            .unwrap_or_default();
         return Ok((key, base));
     }
     if let Some(prefix) = &rec.chunked_prefix {
@@ -333,7 +407,10 @@ fn chunked_keys(rec: &ImageRecord) -> ApiResult<(String, String)> {
         }
         return Ok((format!("{base}manifest.json"), base));
     }
-    Err(ApiError::not_found(format!("image {} has no chunked form", rec.id)))
+    Err(ApiError::not_found(format!(
+        "image {} has no chunked form",
+        rec.id
+    )))
 }
 
 /// The chunk object name of a route parameter: `^\d+(\.bin)?$`; with `.bin` the digits are
@@ -348,7 +425,10 @@ fn chunk_name(param: &str) -> ApiResult<String> {
             "chunk index '{param}' must be digits (at most {MAX_CHUNK_DIGITS}), optionally followed by .bin"
         ))
     };
-    if digits.is_empty() || digits.len() > MAX_CHUNK_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty()
+        || digits.len() > MAX_CHUNK_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     if verbatim {
@@ -363,7 +443,13 @@ fn chunk_name(param: &str) -> ApiResult<String> {
     Ok(format!("{n:08}.bin"))
 }
 
-async fn chunked_object(gw: &Gateway, method: Method, rec: &ImageRecord, key: &str, default_type: &'static str) -> ApiResult<Response> {
+async fn chunked_object(
+    gw: &Gateway,
+    method: Method,
+    rec: &ImageRecord,
+    key: &str,
+    default_type: &'static str,
+) -> ApiResult<Response> {
     if rec.state != State::Ready {
         return Err(ApiError::invalid_state(format!(
             "image {} is {}, not ready",
@@ -371,7 +457,11 @@ async fn chunked_object(gw: &Gateway, method: Method, rec: &ImageRecord, key: &s
             rec.state.as_str()
         )));
     }
-    let operation = if method == Method::HEAD { "HeadObject" } else { "GetObject" };
+    let operation = if method == Method::HEAD {
+        "HeadObject"
+    } else {
+        "GetObject"
+    };
     let resp = gw
         .s3
         .send(operation, method, key, &[], HeaderMap::new(), Vec::new())
@@ -382,14 +472,24 @@ async fn chunked_object(gw: &Gateway, method: Method, rec: &ImageRecord, key: &s
     if encoded(resp.headers()) {
         return Err(ApiError::bad_gateway("S3_ERROR", "S3 sent an encoded body"));
     }
-    let h = byte_headers(gw, resp.headers(), gw.settings.image_cache_control.header(), default_type);
+    let h = byte_headers(
+        gw,
+        resp.headers(),
+        gw.settings.image_cache_control.header(),
+        default_type,
+    );
     let mut out = Response::new(stream(resp));
     out.headers_mut().extend(h);
     Ok(out)
 }
 
 /// `GET|HEAD /v1/images/{id}/chunked/manifest`.
-pub async fn manifest(gw: Gw, Path(id): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn manifest(
+    gw: Gw,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let (_, rec) = owned(&gw, &headers, &id).await?;
     let (key, _) = chunked_keys(&rec)?;
     chunked_object(&gw, method, &rec, &key, "application/json").await
@@ -415,9 +515,28 @@ mod tests {
 
     #[test]
     fn only_single_start_end_or_open_ranges_parse() {
-        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange { start: 0, end: Some(9) }));
-        assert_eq!(parse_range("BYTES=5-"), Some(ByteRange { start: 5, end: None }));
-        for bad in ["bytes=-5", "bytes=0-1,3-4", "bytes=9-1", "bytes= 0-1", "items=0-1", "bytes=a-b"] {
+        assert_eq!(
+            parse_range("bytes=0-9"),
+            Some(ByteRange {
+                start: 0,
+                end: Some(9)
+            })
+        );
+        assert_eq!(
+            parse_range("BYTES=5-"),
+            Some(ByteRange {
+                start: 5,
+                end: None
+            })
+        );
+        for bad in [
+            "bytes=-5",
+            "bytes=0-1,3-4",
+            "bytes=9-1",
+            "bytes= 0-1",
+            "items=0-1",
+            "bytes=a-b",
+        ] {
             assert_eq!(parse_range(bad), None, "{bad}");
         }
     }

@@ -31,7 +31,11 @@ const MAX_LISTED: i64 = 1000;
 type Gw = Shared<Arc<Gateway>>;
 
 /// The caller and the record `id`, which must exist and be theirs.
-pub async fn owned(gw: &Gateway, headers: &HeaderMap, id: &str) -> ApiResult<(String, ImageRecord)> {
+pub async fn owned(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    id: &str,
+) -> ApiResult<(String, ImageRecord)> {
     let caller = auth::caller(gw.settings.auth_mode, &gw.db, headers).await?;
     let not_found = || ApiError::not_found(format!("no image {id}"));
     if !aero_chunked::layout::id_ok(id) {
@@ -159,7 +163,11 @@ pub async fn list(gw: Gw, headers: HeaderMap) -> ApiResult<Json<Value>> {
 }
 
 /// `GET /v1/images/{id}`: the record.
-pub async fn get_image(gw: Gw, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+pub async fn get_image(
+    gw: Gw,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let (_, rec) = owned(&gw, &headers, &id).await?;
     Ok(Json(rec.to_json()))
 }
@@ -211,14 +219,16 @@ pub async fn upload_url(
     }
     require_state(&rec, State::Uploading, "presign a part")?;
     check_upload_id(&body, &rec)?;
-    let part = part_number(
-        body.get("partNumber").unwrap_or(&Value::Null),
-        "partNumber",
-    )?;
+    let part = part_number(body.get("partNumber").unwrap_or(&Value::Null), "partNumber")?;
     let upload_id = rec.upload_id.as_deref().unwrap_or_default();
     let url = gw
         .s3
-        .presign_upload_part(&rec.source_key, upload_id, part, gw.settings.upload_url_expiry)
+        .presign_upload_part(
+            &rec.source_key,
+            upload_id,
+            part,
+            gw.settings.upload_url_expiry,
+        )
         .await?;
     Ok(Json(json!({
         "url": url,
@@ -339,10 +349,15 @@ pub async fn complete(
     let held = gw.s3.list_parts(&rec.source_key, &upload_id).await?;
     let mut named = Vec::with_capacity(parts.len());
     for (number, etag) in &parts {
-        let part = held.iter().find(|p| p.number == *number).ok_or_else(|| {
-            ApiError::bad_request(format!("part {number} was never uploaded"))
-        })?;
-        if part.etag.as_deref().is_some_and(|held| quoted(held) != *etag) {
+        let part = held
+            .iter()
+            .find(|p| p.number == *number)
+            .ok_or_else(|| ApiError::bad_request(format!("part {number} was never uploaded")))?;
+        if part
+            .etag
+            .as_deref()
+            .is_some_and(|held| quoted(held) != *etag)
+        {
             return Err(ApiError::bad_request(format!(
                 "part {number}: etag {etag} does not match the uploaded part"
             )));
@@ -427,7 +442,9 @@ pub async fn delete_image(
 ) -> ApiResult<Json<Value>> {
     let (_, mut rec) = owned(&gw, &headers, &id).await?;
     if rec.state == State::Deleted {
-        return Err(ApiError::invalid_state(format!("image {id} is already deleted")));
+        return Err(ApiError::invalid_state(format!(
+            "image {id} is already deleted"
+        )));
     }
     let upload_id = rec.upload_id.take();
     rec.state = State::Deleted;
@@ -440,7 +457,10 @@ pub async fn delete_image(
     }
     let op = &gw.storage.operator;
     let image_root = format!("{}{}/", gw.settings.chunked_prefix, rec.id);
-    for (path, recursive) in [(rec.source_key.as_str(), false), (image_root.as_str(), true)] {
+    for (path, recursive) in [
+        (rec.source_key.as_str(), false),
+        (image_root.as_str(), true),
+    ] {
         op.delete_with(path)
             .recursive(recursive)
             .await
@@ -450,7 +470,11 @@ pub async fn delete_image(
 }
 
 /// `GET /v1/images/{id}/metadata` (no state check, SPEC 4.3).
-pub async fn metadata(gw: Gw, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+pub async fn metadata(
+    gw: Gw,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let (_, rec) = owned(&gw, &headers, &id).await?;
     Ok(Json(json!({
         "size": rec.size_bytes,
@@ -523,7 +547,14 @@ mod tests {
 
     #[test]
     fn part_numbers_are_integers_in_range() {
-        for bad in [json!(0), json!(10001), json!(1.5), json!("1"), json!(null), json!(-1)] {
+        for bad in [
+            json!(0),
+            json!(10001),
+            json!(1.5),
+            json!("1"),
+            json!(null),
+            json!(-1),
+        ] {
             assert!(part_number(&bad, "n").is_err(), "{bad}");
         }
         assert_eq!(part_number(&json!(10000), "n").unwrap(), 10000);

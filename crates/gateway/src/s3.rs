@@ -153,7 +153,10 @@ impl S3Client {
             (endpoint.to_string(), format!("/{}", settings.bucket))
         } else {
             let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
-            (format!("{scheme}://{}.{host}", settings.bucket), String::new())
+            (
+                format!("{scheme}://{}.{host}", settings.bucket),
+                String::new(),
+            )
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -320,7 +323,14 @@ impl S3Client {
         );
         let op = "CreateMultipartUpload";
         let (_, _, text) = self
-            .call(op, Method::POST, key, &[("uploads", "")], headers, Vec::new())
+            .call(
+                op,
+                Method::POST,
+                key,
+                &[("uploads", "")],
+                headers,
+                Vec::new(),
+            )
             .await?;
         let result: InitiateResult = Self::parse(op, &text)?;
         if result.upload_id.is_empty() {
@@ -378,7 +388,12 @@ impl S3Client {
     }
 
     /// CompleteMultipartUpload with `parts` (number, quoted ETag) in ascending order.
-    pub async fn complete(&self, key: &str, upload_id: &str, parts: &[(u32, String)]) -> S3Result<()> {
+    pub async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> S3Result<()> {
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, etag) in parts {
             body.push_str(&format!(
@@ -425,7 +440,14 @@ impl S3Client {
     /// HeadObject; `None` when the object does not exist.
     pub async fn head(&self, key: &str) -> S3Result<Option<ObjectHead>> {
         let resp = self
-            .send("HeadObject", Method::HEAD, key, &[], HeaderMap::new(), Vec::new())
+            .send(
+                "HeadObject",
+                Method::HEAD,
+                key,
+                &[],
+                HeaderMap::new(),
+                Vec::new(),
+            )
             .await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -456,9 +478,16 @@ impl S3Client {
 
     /// HeadBucket: whether the bucket answers.
     pub async fn head_bucket(&self) -> S3Result<()> {
-        self.call("HeadBucket", Method::HEAD, "", &[], HeaderMap::new(), Vec::new())
-            .await
-            .map(|_| ())
+        self.call(
+            "HeadBucket",
+            Method::HEAD,
+            "",
+            &[],
+            HeaderMap::new(),
+            Vec::new(),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -479,10 +508,18 @@ mod tests {
         })
         .unwrap();
         let url = client
-            .presign_upload_part("images/u/i/v/disk.img", "up/+=", 7, Duration::from_secs(900))
+            .presign_upload_part(
+                "images/u/i/v/disk.img",
+                "up/+=",
+                7,
+                Duration::from_secs(900),
+            )
             .await
             .unwrap();
-        assert!(url.starts_with("http://127.0.0.1:9000/bkt/images/u/i/v/disk.img?"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:9000/bkt/images/u/i/v/disk.img?"),
+            "{url}"
+        );
         assert!(url.contains("partNumber=7"), "{url}");
         assert!(url.contains("uploadId=up%2F%2B%3D"), "{url}");
         assert!(url.contains("X-Amz-Expires=900"), "{url}");

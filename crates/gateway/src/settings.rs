@@ -62,7 +62,9 @@ impl ImageCacheControl {
     pub fn header(self) -> &'static str {
         match self {
             ImageCacheControl::PrivateNoStore => "private, no-store, no-transform",
-            ImageCacheControl::PublicImmutable => "public, max-age=31536000, immutable, no-transform",
+            ImageCacheControl::PublicImmutable => {
+                "public, max-age=31536000, immutable, no-transform"
+            }
         }
     }
 }
@@ -270,7 +272,10 @@ mod tests {
         ok.validate().unwrap();
         let mut bad = ok.clone();
         bad.part_size = 1024;
-        assert!(bad.validate().unwrap_err().contains("MULTIPART_PART_SIZE_BYTES"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("MULTIPART_PART_SIZE_BYTES"));
         let mut bad = ok.clone();
         bad.cors_allow_origin = "https://a.example/path".into();
         assert!(bad.validate().unwrap_err().contains("CORS_ALLOW_ORIGIN"));

@@ -57,7 +57,7 @@ impl ByteSource for ObjectSource {
         } else {
             read()
         }
-            .map_err(|e| Error::io(format!("reading {} at {offset}: {e}", self.key)))?;
+        .map_err(|e| Error::io(format!("reading {} at {offset}: {e}", self.key)))?;
         if data.len() != buf.len() {
             return Err(Error::io(format!(
                 "reading {} at {offset}: got {} bytes instead of {}",

@@ -54,7 +54,10 @@ async fn raw_upload_converts_and_streams(db: Database) {
     assert_eq!(up["uploadId"], upload_id.as_str());
 
     let (status, done) = alice
-        .post(&format!("/v1/images/{id}/complete"), json!({"uploadId": upload_id, "parts": parts}))
+        .post(
+            &format!("/v1/images/{id}/complete"),
+            json!({"uploadId": upload_id, "parts": parts}),
+        )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["ok"], true);
@@ -63,7 +66,10 @@ async fn raw_upload_converts_and_streams(db: Database) {
 
     // Completing twice is a state error.
     let (status, again) = alice
-        .post(&format!("/v1/images/{id}/complete"), json!({"uploadId": upload_id, "parts": parts}))
+        .post(
+            &format!("/v1/images/{id}/complete"),
+            json!({"uploadId": upload_id, "parts": parts}),
+        )
         .await;
     assert_eq!(status, 409, "{again}");
     assert_eq!(again["error"]["code"], "INVALID_STATE");
@@ -73,7 +79,10 @@ async fn raw_upload_converts_and_streams(db: Database) {
     assert_eq!(rec["format"], "raw");
     assert_eq!(rec["diskSizeBytes"], data.len());
     let manifest_key = rec["chunkedManifestKey"].as_str().unwrap();
-    assert!(manifest_key.starts_with(&format!("images/{id}/")), "{manifest_key}");
+    assert!(
+        manifest_key.starts_with(&format!("images/{id}/")),
+        "{manifest_key}"
+    );
     // The standard layout, so `aero-host serve` on the bucket finds it by id.
     let latest: Value = serde_json::from_slice(
         &std::fs::read(s3.bucket_dir().join(format!("images/{id}/latest.json"))).unwrap(),
@@ -86,7 +95,11 @@ async fn raw_upload_converts_and_streams(db: Database) {
     assert_eq!(meta["size"], data.len());
     assert_eq!(meta["url"], format!("{}/v1/images/{id}/range", gw.url));
 
-    let resp = alice.req(Method::GET, &format!("/v1/images/{id}/stream-url")).send().await.unwrap();
+    let resp = alice
+        .req(Method::GET, &format!("/v1/images/{id}/stream-url"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let stream: Value = resp.json().await.unwrap();
     assert_eq!(stream["auth"], json!({"type": "none"}));
@@ -99,14 +112,24 @@ async fn raw_upload_converts_and_streams(db: Database) {
     // Range proxy: 206 with the right bytes and headers, 200 in full, 416, 304, HEAD.
     let range = format!("/v1/images/{id}/range");
     let (status, h, body) = alice
-        .bytes(alice.req(Method::GET, &range).header("range", "bytes=100-5242979"))
+        .bytes(
+            alice
+                .req(Method::GET, &range)
+                .header("range", "bytes=100-5242979"),
+        )
         .await;
     assert_eq!(status, 206);
     assert_eq!(body, &data[100..5_242_980]);
-    assert_eq!(h["content-range"], format!("bytes 100-5242979/{}", data.len()));
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 100-5242979/{}", data.len())
+    );
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(h["content-encoding"], "identity");
-    assert!(h["cache-control"].to_str().unwrap().contains("no-transform"));
+    assert!(h["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("no-transform"));
     assert_eq!(h["cross-origin-resource-policy"], "same-site");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["access-control-allow-origin"], "*");
@@ -114,33 +137,68 @@ async fn raw_upload_converts_and_streams(db: Database) {
     let (status, _, body) = alice.bytes(alice.req(Method::GET, &range)).await;
     assert_eq!(status, 200);
     assert_eq!(sha256(&body), sha256(&data));
-    for bad in ["bytes=-5", "bytes=0-1,4-5", "bytes=99999999999-", "lines=0-1"] {
-        let (status, h, _) = alice.bytes(alice.req(Method::GET, &range).header("range", bad)).await;
+    for bad in [
+        "bytes=-5",
+        "bytes=0-1,4-5",
+        "bytes=99999999999-",
+        "lines=0-1",
+    ] {
+        let (status, h, _) = alice
+            .bytes(alice.req(Method::GET, &range).header("range", bad))
+            .await;
         assert_eq!(status, 416, "{bad}");
-        assert_eq!(h["content-range"], format!("bytes */{}", data.len()), "{bad}");
+        assert_eq!(
+            h["content-range"],
+            format!("bytes */{}", data.len()),
+            "{bad}"
+        );
     }
     let (status, _, _) = alice
-        .bytes(alice.req(Method::GET, &range).header("if-none-match", etag.as_str()))
+        .bytes(
+            alice
+                .req(Method::GET, &range)
+                .header("if-none-match", etag.as_str()),
+        )
         .await;
     assert_eq!(status, 304);
     let (status, _, body) = alice
-        .bytes(alice.req(Method::GET, &range).header("range", "bytes=0-9").header("if-range", "\"stale\""))
+        .bytes(
+            alice
+                .req(Method::GET, &range)
+                .header("range", "bytes=0-9")
+                .header("if-range", "\"stale\""),
+        )
         .await;
-    assert_eq!((status, body.len()), (200, data.len()), "If-Range mismatch gives the whole object");
+    assert_eq!(
+        (status, body.len()),
+        (200, data.len()),
+        "If-Range mismatch gives the whole object"
+    );
     let (status, _, body) = alice
-        .bytes(alice.req(Method::GET, &range).header("range", "bytes=0-9").header("if-range", etag.as_str()))
+        .bytes(
+            alice
+                .req(Method::GET, &range)
+                .header("range", "bytes=0-9")
+                .header("if-range", etag.as_str()),
+        )
         .await;
     assert_eq!((status, body), (206, data[..10].to_vec()));
     let (status, h, _) = alice.bytes(alice.req(Method::HEAD, &range)).await;
     assert_eq!(status, 200);
     assert_eq!(h["content-length"], data.len().to_string());
     let (status, _, _) = alice
-        .bytes(alice.req(Method::GET, &range).header("range", format!("bytes=0-{}", "9".repeat(17 * 1024))))
+        .bytes(
+            alice
+                .req(Method::GET, &range)
+                .header("range", format!("bytes=0-{}", "9".repeat(17 * 1024))),
+        )
         .await;
     assert_eq!(status, 413);
 
     // Chunked routes: the manifest and every chunk, whose bytes are the disk.
-    let (status, h, body) = alice.bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/manifest"))).await;
+    let (status, h, body) = alice
+        .bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/manifest")))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(h["content-type"], "application/json");
     let manifest: Value = serde_json::from_slice(&body).unwrap();
@@ -158,9 +216,13 @@ async fn raw_upload_converts_and_streams(db: Database) {
         joined.extend(body);
     }
     assert_eq!(sha256(&joined), sha256(&data));
-    let (status, _, _) = alice.bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/99"))).await;
+    let (status, _, _) = alice
+        .bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/99")))
+        .await;
     assert_eq!(status, 404);
-    let (status, _, _) = alice.bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/x1"))).await;
+    let (status, _, _) = alice
+        .bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/x1")))
+        .await;
     assert_eq!(status, 400);
 
     // The list, then delete: objects gone, record `deleted`, not listed.
@@ -169,9 +231,14 @@ async fn raw_upload_converts_and_streams(db: Database) {
     assert_eq!(list["images"][0]["imageId"], id.as_str());
     let (_, bob_list) = Client::new(&gw.url, "bob").get("/v1/images").await;
     assert_eq!(bob_list["images"], json!([]));
-    let (status, gone) = alice.call(alice.req(Method::DELETE, &format!("/v1/images/{id}"))).await;
+    let (status, gone) = alice
+        .call(alice.req(Method::DELETE, &format!("/v1/images/{id}")))
+        .await;
     assert_eq!(status, 200, "{gone}");
-    assert_eq!(files_under(&s3.bucket_dir().join(format!("images/{id}"))), 0);
+    assert_eq!(
+        files_under(&s3.bucket_dir().join(format!("images/{id}"))),
+        0
+    );
     let source = rec["sourceObjectKey"].as_str().unwrap();
     assert!(!s3.bucket_dir().join(source).exists());
     let (_, rec) = alice.get(&format!("/v1/images/{id}")).await;
@@ -210,15 +277,23 @@ async fn qcow2_upload_converts_to_its_guest_bytes(db: Database) {
     assert_eq!(rec["state"], "ready", "{rec}");
     assert_eq!(rec["format"], "qcow2");
     assert_eq!(rec["diskSizeBytes"], raw.len());
-    let (_, _, body) = alice.bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/manifest"))).await;
+    let (_, _, body) = alice
+        .bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/manifest")))
+        .await;
     let manifest: Value = serde_json::from_slice(&body).unwrap();
     let mut joined = Vec::new();
     for i in 0..manifest["chunkCount"].as_u64().unwrap() {
-        let (status, _, body) = alice.bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/{i}"))).await;
+        let (status, _, body) = alice
+            .bytes(alice.req(Method::GET, &format!("/v1/images/{id}/chunked/chunks/{i}")))
+            .await;
         assert_eq!(status, 200);
         joined.extend(body);
     }
-    assert_eq!(sha256(&joined), sha256(&raw), "the chunks hold the guest-visible bytes");
+    assert_eq!(
+        sha256(&joined),
+        sha256(&raw),
+        "the chunks hold the guest-visible bytes"
+    );
 }
 
 async fn uploads_that_are_no_disk_image_fail_with_the_reason(db: Database) {
@@ -232,8 +307,19 @@ async fn uploads_that_are_no_disk_image_fail_with_the_reason(db: Database) {
     let id = alice.upload(b"just some notes, not a disk\n", PART).await;
     let rec = alice.settled(&id, WAIT).await;
     assert_eq!(rec["state"], "failed", "{rec}");
-    assert!(rec["failureReason"].as_str().unwrap().contains("multiple of 512"), "{rec}");
-    assert!(s3.bucket_dir().join(rec["sourceObjectKey"].as_str().unwrap()).exists(), "the source is kept");
+    assert!(
+        rec["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("multiple of 512"),
+        "{rec}"
+    );
+    assert!(
+        s3.bucket_dir()
+            .join(rec["sourceObjectKey"].as_str().unwrap())
+            .exists(),
+        "the source is kept"
+    );
 
     // A truncated qcow2.
     let raw = disk_bytes(4 * 1024 * 1024, 3);
@@ -245,7 +331,10 @@ async fn uploads_that_are_no_disk_image_fail_with_the_reason(db: Database) {
     assert_eq!(rec["state"], "failed", "{rec}");
     let reason = rec["failureReason"].as_str().unwrap();
     assert!(reason.contains("qcow2"), "{reason}");
-    assert!(s3.bucket_dir().join(rec["sourceObjectKey"].as_str().unwrap()).exists());
+    assert!(s3
+        .bucket_dir()
+        .join(rec["sourceObjectKey"].as_str().unwrap())
+        .exists());
 
     // A qcow2 with a backing file is refused: the server never reads its own files.
     let status = std::process::Command::new(aero_test_support::qemu_img_binary())
@@ -259,7 +348,10 @@ async fn uploads_that_are_no_disk_image_fail_with_the_reason(db: Database) {
     let id = alice.upload(&overlay, PART).await;
     let rec = alice.settled(&id, WAIT).await;
     assert_eq!(rec["state"], "failed", "{rec}");
-    assert!(rec["failureReason"].as_str().unwrap().contains("backing"), "{rec}");
+    assert!(
+        rec["failureReason"].as_str().unwrap().contains("backing"),
+        "{rec}"
+    );
 }
 
 async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
@@ -276,19 +368,35 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
 
     // Auth (dev mode): missing, blank, too long.
-    let (status, e) = alice.call(alice.http.post(format!("{}/v1/images", gw.url))).await;
+    let (status, e) = alice
+        .call(alice.http.post(format!("{}/v1/images", gw.url)))
+        .await;
     assert_eq!((status, code(&e)), (401, "UNAUTH".into()), "{e}");
-    let (status, _) = alice.call(alice.http.post(format!("{}/v1/images", gw.url)).header("x-user-id", "  ")).await;
+    let (status, _) = alice
+        .call(
+            alice
+                .http
+                .post(format!("{}/v1/images", gw.url))
+                .header("x-user-id", "  "),
+        )
+        .await;
     assert_eq!(status, 400);
     let (status, _) = alice
-        .call(alice.http.post(format!("{}/v1/images", gw.url)).header("x-user-id", "u".repeat(257)))
+        .call(
+            alice
+                .http
+                .post(format!("{}/v1/images", gw.url))
+                .header("x-user-id", "u".repeat(257)),
+        )
         .await;
     assert_eq!(status, 400);
 
     // Bodies: missing, malformed, not an object, wrong types, out of range.
     let (status, e) = alice.call(alice.req(Method::POST, &upload_url)).await;
     assert_eq!((status, code(&e)), (400, "BAD_REQUEST".into()), "{e}");
-    let (status, e) = alice.call(alice.req(Method::POST, &upload_url).body("{not json")).await;
+    let (status, e) = alice
+        .call(alice.req(Method::POST, &upload_url).body("{not json"))
+        .await;
     assert_eq!(status, 400, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("JSON"));
     for body in [
@@ -303,7 +411,11 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
         json!({"partNumber": 1}),
     ] {
         let (status, e) = alice.post(&upload_url, body.clone()).await;
-        assert_eq!((status, code(&e)), (400, "BAD_REQUEST".into()), "{body}: {e}");
+        assert_eq!(
+            (status, code(&e)),
+            (400, "BAD_REQUEST".into()),
+            "{body}: {e}"
+        );
     }
     // Over the body limit: 413.
     let big = json!({"uploadId": upload_id, "partNumber": 1, "pad": "x".repeat(70 * 1024)});
@@ -313,7 +425,9 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
     let (status, e) = alice.get(&format!("/v1/images/{}", "a".repeat(9000))).await;
     assert_eq!((status, code(&e)), (414, "URL_TOO_LONG".into()));
     // Unknown images, other users' images.
-    let (status, e) = alice.get("/v1/images/8d3a3f4e-0000-4000-8000-000000000000").await;
+    let (status, e) = alice
+        .get("/v1/images/8d3a3f4e-0000-4000-8000-000000000000")
+        .await;
     assert_eq!((status, code(&e)), (404, "NOT_FOUND".into()));
     let (status, e) = alice.get("/v1/images/..%2F..%2Fetc").await;
     assert_eq!(status, 404, "{e}");
@@ -326,9 +440,16 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
         (Method::GET, format!("/v1/images/{id}/range")),
     ] {
         let (status, e) = bob
-            .call(bob.req(method.clone(), &path).json(&json!({"uploadId": upload_id, "partNumber": 1})))
+            .call(
+                bob.req(method.clone(), &path)
+                    .json(&json!({"uploadId": upload_id, "partNumber": 1})),
+            )
             .await;
-        assert_eq!((status, code(&e)), (403, "FORBIDDEN".into()), "{method} {path}");
+        assert_eq!(
+            (status, code(&e)),
+            (403, "FORBIDDEN".into()),
+            "{method} {path}"
+        );
     }
     // Unknown routes and methods.
     let (status, e) = alice.get("/v1/nothing").await;
@@ -344,7 +465,10 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
-    assert_eq!(resp.headers()["access-control-allow-headers"], "x-user-id,content-type");
+    assert_eq!(
+        resp.headers()["access-control-allow-headers"],
+        "x-user-id,content-type"
+    );
 
     // Complete: bad parts, duplicates, parts never uploaded, wrong etags, short middle parts.
     let complete = format!("/v1/images/{id}/complete");
@@ -356,7 +480,9 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
         json!([{"partNumber": 1, "etag": "\"a\""}, {"partNumber": 1, "etag": "\"b\""}]),
         json!([{"partNumber": 1, "etag": "\"a\""}]),
     ] {
-        let (status, e) = alice.post(&complete, json!({"uploadId": upload_id, "parts": parts})).await;
+        let (status, e) = alice
+            .post(&complete, json!({"uploadId": upload_id, "parts": parts}))
+            .await;
         assert_eq!(status, 400, "{parts}: {e}");
     }
     let data = disk_bytes(PART + 1024, 4);
@@ -369,27 +495,50 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
         .await;
     assert_eq!(short[0]["partNumber"], 1);
     parts[0] = short[0].clone();
-    let (status, e) = alice.post(&complete, json!({"uploadId": upload_id, "parts": parts})).await;
+    let (status, e) = alice
+        .post(&complete, json!({"uploadId": upload_id, "parts": parts}))
+        .await;
     assert_eq!(status, 400, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("part size"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("part size"),
+        "{e}"
+    );
     let (_, up) = alice.get(&format!("/v1/images/{id}/upload")).await;
     assert_eq!(up["wrongSizeParts"], json!([1]));
 
     // A tampered presigned URL is refused by S3 itself.
-    let (_, u) = alice.post(&upload_url, json!({"uploadId": upload_id, "partNumber": 3})).await;
-    let tampered = u["url"].as_str().unwrap().replace("partNumber=3", "partNumber=4");
-    let resp = alice.http.put(tampered).body(vec![0u8; 10]).send().await.unwrap();
+    let (_, u) = alice
+        .post(&upload_url, json!({"uploadId": upload_id, "partNumber": 3}))
+        .await;
+    let tampered = u["url"]
+        .as_str()
+        .unwrap()
+        .replace("partNumber=3", "partNumber=4");
+    let resp = alice
+        .http
+        .put(tampered)
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
 
     // Nothing was lost: the record is still uploading; abort makes it failed, after which the
     // upload routes answer 409.
     let (_, rec) = alice.get(&format!("/v1/images/{id}")).await;
     assert_eq!(rec["state"], "uploading");
-    let (status, _) = alice.post(&format!("/v1/images/{id}/abort"), json!({})).await;
+    let (status, _) = alice
+        .post(&format!("/v1/images/{id}/abort"), json!({}))
+        .await;
     assert_eq!(status, 200);
     let (_, rec) = alice.get(&format!("/v1/images/{id}")).await;
     assert_eq!(rec["state"], "failed");
-    let (status, e) = alice.post(&upload_url, json!({"uploadId": upload_id, "partNumber": 1})).await;
+    let (status, e) = alice
+        .post(&upload_url, json!({"uploadId": upload_id, "partNumber": 1}))
+        .await;
     assert_eq!((status, code(&e)), (409, "INVALID_STATE".into()));
     let (status, _) = alice.get(&format!("/v1/images/{id}/range")).await;
     assert_eq!(status, 409);
@@ -400,7 +549,10 @@ async fn concurrent_writers_get_a_conflict(db: Database) {
     let url = fresh_database(db, dir.path()).await;
     let a = aero_gateway::Db::open(&url, 2).await.unwrap();
     let b = aero_gateway::Db::open(&url, 2).await.unwrap();
-    assert_eq!(a.schema_version().await.unwrap(), aero_gateway::db::SCHEMA_VERSION);
+    assert_eq!(
+        a.schema_version().await.unwrap(),
+        aero_gateway::db::SCHEMA_VERSION
+    );
     let s3 = S3Server::start();
     let gw = start(&s3, settings(&s3, &url)).await;
     let (id, _) = Client::new(&gw.url, "alice").create().await;
@@ -411,7 +563,10 @@ async fn concurrent_writers_get_a_conflict(db: Database) {
     a.save(&mut first).await.unwrap();
     let lost = b.save(&mut second).await.unwrap_err();
     assert!(matches!(lost, aero_gateway::DbError::Conflict(_)), "{lost}");
-    assert_eq!(a.get(&id).await.unwrap().unwrap().failure_reason.as_deref(), Some("one"));
+    assert_eq!(
+        a.get(&id).await.unwrap().unwrap().failure_reason.as_deref(),
+        Some("one")
+    );
 }
 
 #[tokio::test]
@@ -419,7 +574,12 @@ async fn the_openapi_document_lists_exactly_the_routes() {
     let doc: Value = serde_json::from_str(aero_gateway::OPENAPI).unwrap();
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
             documented.push((method.clone(), path.clone()));
         }
     }
@@ -435,7 +595,11 @@ async fn the_openapi_document_lists_exactly_the_routes() {
     // document itself.
     let s3 = S3Server::start();
     let dir = tempdir();
-    let gw = start(&s3, settings(&s3, &fresh_database(Database::Sqlite, dir.path()).await)).await;
+    let gw = start(
+        &s3,
+        settings(&s3, &fresh_database(Database::Sqlite, dir.path()).await),
+    )
+    .await;
     let client = Client::new(&gw.url, "alice");
     for (method, path) in served {
         let path = path
@@ -445,7 +609,10 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         let resp = client.req(method.clone(), &path).send().await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap();
-        assert!(status != 405 && !body.contains("NO_ROUTE"), "{method} {path}: {status} {body}");
+        assert!(
+            status != 405 && !body.contains("NO_ROUTE"),
+            "{method} {path}: {status} {body}"
+        );
     }
     let (status, served_doc) = client.get("/openapi.json").await;
     assert_eq!(status, 200);

@@ -56,7 +56,9 @@ async fn conversion_killed_midway_is_finished_after_restart(db: Database) {
     // Kill the instance as soon as the conversion has stored its first chunks.
     let (_, rec) = alice.get(&format!("/v1/images/{id}")).await;
     let version = rec["version"].as_str().unwrap().to_string();
-    let chunks = s3.bucket_dir().join(format!("images/{id}/{version}/chunks"));
+    let chunks = s3
+        .bucket_dir()
+        .join(format!("images/{id}/{version}/chunks"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::read_dir(&chunks).map(|d| d.count()).unwrap_or(0) < 2 {
         assert!(Instant::now() < deadline, "the conversion never started");
@@ -65,7 +67,10 @@ async fn conversion_killed_midway_is_finished_after_restart(db: Database) {
     first.kill.send(()).unwrap();
     first.thread.join().unwrap();
     let stored = std::fs::read_dir(&chunks).unwrap().count();
-    assert!(stored < 64, "killed after the conversion had finished ({stored} chunks)");
+    assert!(
+        stored < 64,
+        "killed after the conversion had finished ({stored} chunks)"
+    );
     assert!(!chunks.parent().unwrap().join("manifest.json").exists());
 
     // A new instance on the same database takes the job over once the claim lapses.
@@ -117,7 +122,10 @@ async fn two_instances_on_one_postgres_see_each_others_records() {
         )
         .await;
     assert_eq!(status, 200, "{done}");
-    assert_eq!(on_b.settled(&id, Duration::from_secs(120)).await["state"], "ready");
+    assert_eq!(
+        on_b.settled(&id, Duration::from_secs(120)).await["state"],
+        "ready"
+    );
     let (_, list) = on_a.get("/v1/images").await;
     assert_eq!(list["images"][0]["state"], "ready");
     let (status, _, body) = on_b

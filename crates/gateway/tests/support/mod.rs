@@ -109,8 +109,10 @@ pub fn storage_of(s3: &S3Settings) -> Arc<aero_plugin_api::backend::Storage> {
         s3.region
     ))
     .unwrap();
-    spec.settings.insert("access_key_id".into(), s3.access_key_id.clone());
-    spec.settings.insert("secret_access_key".into(), s3.secret_access_key.clone());
+    spec.settings
+        .insert("access_key_id".into(), s3.access_key_id.clone());
+    spec.settings
+        .insert("secret_access_key".into(), s3.secret_access_key.clone());
     Arc::new(open_storage(&plugins, &spec, StoragePolicy::default()).unwrap())
 }
 
@@ -176,7 +178,8 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(self.req(reqwest::Method::POST, path).json(&body)).await
+        self.call(self.req(reqwest::Method::POST, path).json(&body))
+            .await
     }
 
     /// Creates an image: (id, upload id).
@@ -192,7 +195,13 @@ impl Client {
     }
 
     /// Uploads `data` in `part_size` parts through presigned URLs; returns the parts list.
-    pub async fn upload_parts(&self, id: &str, upload_id: &str, data: &[u8], part_size: usize) -> Value {
+    pub async fn upload_parts(
+        &self,
+        id: &str,
+        upload_id: &str,
+        data: &[u8],
+        part_size: usize,
+    ) -> Value {
         let mut parts = Vec::new();
         for (i, piece) in data.chunks(part_size).enumerate() {
             let number = i + 1;
@@ -204,7 +213,13 @@ impl Client {
                 .await;
             assert_eq!(status, 200, "{body}");
             let url = body["url"].as_str().unwrap();
-            let resp = self.http.put(url).body(piece.to_vec()).send().await.unwrap();
+            let resp = self
+                .http
+                .put(url)
+                .body(piece.to_vec())
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status().as_u16(), 200, "PUT part {number}");
             let etag = resp.headers()["etag"].to_str().unwrap().to_string();
             parts.push(json!({"partNumber": number, "etag": etag}));
@@ -236,13 +251,19 @@ impl Client {
             if rec["state"] != "processing" {
                 return rec;
             }
-            assert!(Instant::now() < deadline, "image {id} still processing: {rec}");
+            assert!(
+                Instant::now() < deadline,
+                "image {id} still processing: {rec}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// GET `path` and return (status, headers, bytes).
-    pub async fn bytes(&self, req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    pub async fn bytes(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
