@@ -347,3 +347,40 @@ fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
     assert_eq!(status, 200);
     assert_eq!(sha256(&body), v["upload"].as_str().unwrap());
 }
+
+#[test]
+fn every_gateway_setting_is_documented_and_in_the_example_config() {
+    let out = ok(aero().args(["gateway", "--help"]).output().unwrap());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = std::fs::read_to_string(root.join("docs/gateway.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    let keys: Vec<String> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| l.split([' ', '=']).next().unwrap().replace('-', "_"))
+        .filter(|k| k != "help" && k != "log_level" && k != "storage" && k != "plugin")
+        .collect();
+    assert!(keys.len() >= 27, "{keys:?}");
+    for key in keys {
+        assert!(docs.contains(&format!("| `{key}` |")), "docs/gateway.md lacks {key}");
+        assert!(example.contains(&format!("# {key} = ")), "config.example.toml lacks {key}");
+    }
+}
+
+#[test]
+fn the_gateway_table_of_run_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"memory\"\n\n[gateway]\ns3_bucket = \"b\"\naws_region = \"r\"\n\
+         aws_access_key_id = \"k\"\naws_secret_access_key = \"s\"\nauth_mode = \"open\"\n",
+    )
+    .unwrap();
+    let out = aero().arg("run").arg(&config).env_remove("AUTH_MODE").output().unwrap();
+    fails_with(&out, &["AUTH_MODE", "open"]);
+    std::fs::write(&config, "[storage]\ntype = \"memory\"\n\n[gateway]\nno_such_key = 1\n").unwrap();
+    let out = aero().arg("run").arg(&config).output().unwrap();
+    fails_with(&out, &["no_such_key"]);
+}

@@ -360,6 +360,7 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
     let url = fresh_database(db, dir.path()).await;
     let mut s = settings(&s3, &url);
     s.max_body_bytes = 64 * 1024;
+    s.max_image_bytes = PART as u64;
     let gw = start(&s3, s).await;
     let alice = Client::new(&gw.url, "alice");
     let bob = Client::new(&gw.url, "bob");
@@ -508,6 +509,10 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
     );
     let (_, up) = alice.get(&format!("/v1/images/{id}/upload")).await;
     assert_eq!(up["wrongSizeParts"], json!([1]));
+    // Uploads over max_image_bytes are refused at completion.
+    let parts = alice.upload_parts(&id, &upload_id, &data, PART).await;
+    let (status, e) = alice.post(&complete, json!({"uploadId": upload_id, "parts": parts})).await;
+    assert_eq!((status, code(&e)), (413, "IMAGE_TOO_LARGE".into()), "{e}");
 
     // A tampered presigned URL is refused by S3 itself.
     let (_, u) = alice
