@@ -363,8 +363,14 @@ fn every_gateway_setting_is_documented_and_in_the_example_config() {
         .collect();
     assert!(keys.len() >= 27, "{keys:?}");
     for key in keys {
-        assert!(docs.contains(&format!("| `{key}` |")), "docs/gateway.md lacks {key}");
-        assert!(example.contains(&format!("# {key} = ")), "config.example.toml lacks {key}");
+        assert!(
+            docs.contains(&format!("| `{key}` |")),
+            "docs/gateway.md lacks {key}"
+        );
+        assert!(
+            example.contains(&format!("# {key} = ")),
+            "config.example.toml lacks {key}"
+        );
     }
 }
 
@@ -378,9 +384,18 @@ fn the_gateway_table_of_run_is_checked() {
          aws_access_key_id = \"k\"\naws_secret_access_key = \"s\"\nauth_mode = \"open\"\n",
     )
     .unwrap();
-    let out = aero().arg("run").arg(&config).env_remove("AUTH_MODE").output().unwrap();
+    let out = aero()
+        .arg("run")
+        .arg(&config)
+        .env_remove("AUTH_MODE")
+        .output()
+        .unwrap();
     fails_with(&out, &["AUTH_MODE", "open"]);
-    std::fs::write(&config, "[storage]\ntype = \"memory\"\n\n[gateway]\nno_such_key = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"memory\"\n\n[gateway]\nno_such_key = 1\n",
+    )
+    .unwrap();
     let out = aero().arg("run").arg(&config).output().unwrap();
     fails_with(&out, &["no_such_key"]);
 }

@@ -345,10 +345,95 @@ pub async fn complete(
     let parts = requested_parts(&body)?;
     let upload_id = rec.upload_id.clone().unwrap_or_default();
 
-    // The parts S3 holds must be exactly the parts named, with their sizes right.
-    let held = gw.s3.list_parts(&rec.source_key, &upload_id).await?;
+    // Claim the completion for a while: of two concurrent completes one goes on, the other
+    // gets 409; a claim left by a crashed call lapses and the complete can be retried.
+    let now = crate::db::now_ms();
+    if rec.job_lease_until.is_some_and(|until| until > now) {
+        return Err(ApiError::conflict(&id));
+    }
+    rec.job_lease_until = Some(now + gw.settings.job_lease.as_millis() as i64);
+    gw.db.save(&mut rec).await?;
+    if let Err(e) = finish_upload(&gw, &mut rec, &upload_id, &parts).await {
+        rec.job_lease_until = None;
+        gw.db.save(&mut rec).await?;
+        return Err(e);
+    }
+    Ok(Json(json!({
+        "ok": true,
+        "size": rec.size_bytes,
+        "etag": rec.etag,
+        "lastModified": rec.last_modified,
+        "state": rec.state.as_str(),
+    })))
+}
+
+/// Completes the multipart upload of a claimed `rec`, records the object and queues the
+/// conversion.
+async fn finish_upload(
+    gw: &Gateway,
+    rec: &mut ImageRecord,
+    upload_id: &str,
+    parts: &[(u32, String)],
+) -> ApiResult<()> {
+    // The parts S3 holds must be exactly the parts named, with their sizes right. An upload
+    // S3 no longer knows may have been completed by an earlier call that could not record it:
+    // then the object exists and is taken as is.
+    let held = match gw.s3.list_parts(&rec.source_key, upload_id).await {
+        Err(e) if e.status() == Some(404) => None,
+        other => Some(other?),
+    };
+    if let Some(held) = held {
+        check_parts(gw, parts, &held)?;
+        match gw.s3.complete(&rec.source_key, upload_id, parts).await {
+            Ok(()) => {}
+            // Completed meanwhile by a concurrent call: the object decides below.
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) if e.status() == Some(400) => {
+                return Err(ApiError::bad_request(format!(
+                    "S3 refused the parts: {}",
+                    e.code().unwrap_or("error")
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let head = gw.s3.head(&rec.source_key).await?.ok_or_else(|| {
+        ApiError::invalid_state(format!(
+            "the upload of image {} no longer exists in S3",
+            rec.id
+        ))
+    })?;
+    if head.size > gw.settings.max_image_bytes {
+        return Err(too_large(head.size, gw.settings.max_image_bytes));
+    }
+    rec.size_bytes = Some(head.size as i64);
+    rec.etag = head.etag.clone();
+    rec.last_modified = head
+        .last_modified
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .map(|t| iso(chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis()));
+    rec.upload_id = None;
+    rec.state = State::Processing;
+    rec.job_state = JobState::Queued;
+    rec.job_lease_until = None;
+    gw.db.save(rec).await?;
+    Ok(())
+}
+
+fn too_large(size: u64, limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "IMAGE_TOO_LARGE",
+        format!("the upload is {size} bytes, over the limit of {limit}"),
+    )
+}
+
+/// Checks that S3 holds every named part (with the named ETag, when S3 lists ETags), that
+/// every part but the last has exactly the part size, and that the total is within the limit.
+fn check_parts(gw: &Gateway, parts: &[(u32, String)], held: &[crate::s3::Part]) -> ApiResult<()> {
     let mut named = Vec::with_capacity(parts.len());
-    for (number, etag) in &parts {
+    for (number, etag) in parts {
         let part = held
             .iter()
             .find(|p| p.number == *number)
@@ -373,52 +458,9 @@ pub async fn complete(
     }
     let total: u64 = named.iter().map(|p| p.size).sum();
     if total > gw.settings.max_image_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "IMAGE_TOO_LARGE",
-            format!(
-                "the upload is {total} bytes, over the limit of {}",
-                gw.settings.max_image_bytes
-            ),
-        ));
+        return Err(too_large(total, gw.settings.max_image_bytes));
     }
-
-    // Claim the record first: of two concurrent completes, one gets 409.
-    rec.state = State::Processing;
-    gw.db.save(&mut rec).await?;
-    if let Err(e) = gw.s3.complete(&rec.source_key, &upload_id, &parts).await {
-        rec.state = State::Uploading;
-        gw.db.save(&mut rec).await?;
-        return Err(match e.status() {
-            Some(400) => ApiError::bad_request(format!(
-                "S3 refused the parts: {}",
-                e.code().unwrap_or("error")
-            )),
-            _ => e.into(),
-        });
-    }
-    let head = gw
-        .s3
-        .head(&rec.source_key)
-        .await?
-        .ok_or_else(|| ApiError::bad_gateway("S3_ERROR", "completed object not found"))?;
-    rec.size_bytes = Some(head.size as i64);
-    rec.etag = head.etag.clone();
-    rec.last_modified = head
-        .last_modified
-        .as_deref()
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .map(|t| iso(chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis()));
-    rec.upload_id = None;
-    rec.job_state = JobState::Queued;
-    gw.db.save(&mut rec).await?;
-    Ok(Json(json!({
-        "ok": true,
-        "size": rec.size_bytes,
-        "etag": rec.etag,
-        "lastModified": rec.last_modified,
-        "state": rec.state.as_str(),
-    })))
+    Ok(())
 }
 
 /// `POST /v1/images/{id}/abort`: aborts the multipart upload; the record becomes `failed`.
@@ -441,10 +483,19 @@ pub async fn delete_image(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let (_, mut rec) = owned(&gw, &headers, &id).await?;
-    if rec.state == State::Deleted {
-        return Err(ApiError::invalid_state(format!(
-            "image {id} is already deleted"
-        )));
+    match rec.state {
+        State::Deleted => {
+            return Err(ApiError::invalid_state(format!(
+                "image {id} is already deleted"
+            )))
+        }
+        // Its conversion is writing objects: deleting now could leave some behind.
+        State::Processing => {
+            return Err(ApiError::invalid_state(format!(
+                "image {id} is being converted; delete it once it is ready or failed"
+            )))
+        }
+        _ => {}
     }
     let upload_id = rec.upload_id.take();
     rec.state = State::Deleted;

@@ -70,7 +70,7 @@ impl ImageCacheControl {
 }
 
 /// The S3 bucket uploads go to and conversions publish into.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct S3Settings {
     /// `S3_BUCKET` (required).
     pub bucket: String,
@@ -86,6 +86,19 @@ pub struct S3Settings {
     pub secret_access_key: String,
     /// Session token (`AWS_SESSION_TOKEN`), for temporary credentials.
     pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    /// Everything but the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("force_path_style", &self.force_path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything the gateway needs, already resolved. [`Settings::new`] fills every default.

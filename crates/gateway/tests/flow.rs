@@ -53,13 +53,17 @@ async fn raw_upload_converts_and_streams(db: Database) {
     assert_eq!(up["wrongSizeParts"], json!([]));
     assert_eq!(up["uploadId"], upload_id.as_str());
 
-    let (status, done) = alice
-        .post(
-            &format!("/v1/images/{id}/complete"),
-            json!({"uploadId": upload_id, "parts": parts}),
-        )
-        .await;
-    assert_eq!(status, 200, "{done}");
+    // Two completes at once: one records the upload, the other gets 409.
+    let complete = format!("/v1/images/{id}/complete");
+    let body = json!({"uploadId": upload_id, "parts": parts});
+    let (first, second) = tokio::join!(
+        alice.post(&complete, body.clone()),
+        alice.post(&complete, body)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{first:?} {second:?}");
+    let done = if first.0 == 200 { first.1 } else { second.1 };
     assert_eq!(done["ok"], true);
     assert_eq!(done["size"], data.len());
     assert!(done["etag"].as_str().unwrap().starts_with('"'));
@@ -77,6 +81,7 @@ async fn raw_upload_converts_and_streams(db: Database) {
     let rec = alice.settled(&id, WAIT).await;
     assert_eq!(rec["state"], "ready", "{rec}");
     assert_eq!(rec["format"], "raw");
+    assert!(rec["createdAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(rec["diskSizeBytes"], data.len());
     let manifest_key = rec["chunkedManifestKey"].as_str().unwrap();
     assert!(
@@ -511,7 +516,9 @@ async fn bad_input_gets_json_errors_and_loses_nothing(db: Database) {
     assert_eq!(up["wrongSizeParts"], json!([1]));
     // Uploads over max_image_bytes are refused at completion.
     let parts = alice.upload_parts(&id, &upload_id, &data, PART).await;
-    let (status, e) = alice.post(&complete, json!({"uploadId": upload_id, "parts": parts})).await;
+    let (status, e) = alice
+        .post(&complete, json!({"uploadId": upload_id, "parts": parts}))
+        .await;
     assert_eq!((status, code(&e)), (413, "IMAGE_TOO_LARGE".into()), "{e}");
 
     // A tampered presigned URL is refused by S3 itself.
