@@ -189,3 +189,44 @@ async fn token_auth_accepts_live_tokens_only() {
     assert_eq!(db.revoke_tokens("alice", None).await.unwrap(), 1);
     assert_eq!(call(Some(made.token.clone())).await.0, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversions_run_at_most_max_conversions_at_once() {
+    let s3 = S3Server::start();
+    let dir = tempdir();
+    let url = fresh_database(Database::Sqlite, dir.path()).await;
+    let mut s = settings(&s3, &url);
+    s.max_conversions = 1;
+    s.conversion_concurrency = 1;
+    let gw = start(&s3, s).await;
+    let alice = Client::new(&gw.url, "alice");
+    let db = aero_gateway::Db::open(&url, 1).await.unwrap();
+    let a = alice.upload(&disk_bytes(16 * 1024 * 1024, 11), PART).await;
+    let b = alice.upload(&disk_bytes(16 * 1024 * 1024, 12), PART).await;
+    let (mut most, mut waited) = (0, false);
+    loop {
+        let recs = [
+            db.get(&a).await.unwrap().unwrap(),
+            db.get(&b).await.unwrap().unwrap(),
+        ];
+        let running = recs.iter().filter(|r| r.job_owner.is_some()).count();
+        most = most.max(running);
+        waited |= running == 1
+            && recs
+                .iter()
+                .any(|r| r.state == aero_gateway::State::Processing && r.job_owner.is_none());
+        if recs
+            .iter()
+            .all(|r| r.state != aero_gateway::State::Processing)
+        {
+            assert!(
+                recs.iter().all(|r| r.state == aero_gateway::State::Ready),
+                "{recs:?}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(most, 1, "never more than max_conversions at once");
+    assert!(waited, "one conversion waited for the other");
+}
