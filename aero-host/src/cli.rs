@@ -49,6 +49,9 @@ pub enum Command {
     Serve(crate::serve_args::ServeArgs),
     /// Export one image over NBD: chunks fetched on demand and verified, or a local image.
     Nbd(NbdArgs),
+    /// The upload gateway: browser uploads straight to S3, image records in a database, and
+    /// conversion into the chunked format (`gateway token create|revoke` manages API tokens).
+    Gateway(crate::gateway_args::GatewayCommand),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.

@@ -71,6 +71,8 @@ pub struct Config {
     pub publish: Vec<PublishJob>,
     /// `[serve]`: serve the storage over HTTP after the jobs.
     pub serve: Option<crate::serve_args::ServeArgs>,
+    /// `[gateway]`: run the upload gateway after the jobs (beside `[serve]` when both are set).
+    pub gateway: Option<crate::gateway_args::GatewayArgs>,
     /// The file it was read from and its text, for messages.
     source: (PathBuf, String),
 }
@@ -112,6 +114,8 @@ struct ConfigFile {
     publish: Vec<Spanned<PublishEntry>>,
     #[serde(default)]
     serve: Option<crate::serve_args::ServeArgs>,
+    #[serde(default)]
+    gateway: Option<crate::gateway_args::GatewayArgs>,
 }
 
 /// A `[[publish]]` entry as written: a key per flag of `publish` (unset keys take the flag's
@@ -240,6 +244,7 @@ impl Config {
             plugins,
             publish,
             serve,
+            gateway: file.gateway,
             source: (path.to_path_buf(), text),
         };
         config.apply_env(vars);

@@ -6,7 +6,7 @@ mod runtime;
 
 // The command line and configuration live in the package's library target (`src/lib.rs`), so
 // that the fuzz targets can reach the config loader; `crate::cli` etc. keep naming them here.
-use aero_host::{cli, config, serve_args};
+use aero_host::{cli, config, gateway_args, serve_args};
 
 use clap::Parser;
 use cli::{Cli, Command, DEFAULT_LOG_LEVEL};
@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::command(args, storage, &libs),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Nbd(args) => commands::nbd::command(args, storage, &libs),
+        Command::Gateway(cmd) => commands::gateway::command(cmd, &libs),
         Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };
     match result {

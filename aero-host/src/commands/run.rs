@@ -55,9 +55,30 @@ pub fn command(
             print_report(&report, json)?;
             failed |= !report.ok();
         }
-        if let (false, Some(serve)) = (failed, &config.serve) {
-            let storage = Arc::new(with_policy(&storage, super::serve::storage_policy()));
-            super::serve::run(storage, serve.clone()).await?;
+        if !failed {
+            let serve = async {
+                match &config.serve {
+                    Some(serve) => {
+                        let storage =
+                            Arc::new(with_policy(&storage, super::serve::storage_policy()));
+                        super::serve::run(storage, serve.clone()).await
+                    }
+                    None => Ok(()),
+                }
+            };
+            let gateway = async {
+                match &config.gateway {
+                    // Flags do not exist here; the environment still wins over the file.
+                    Some(table) => {
+                        let settings = crate::gateway_args::GatewayArgs::from_env()
+                            .over(table)
+                            .resolve()?;
+                        super::gateway::run(&plugins, settings).await
+                    }
+                    None => Ok(()),
+                }
+            };
+            tokio::try_join!(serve, gateway)?;
         }
         Ok(if failed {
             ExitCode::FAILURE

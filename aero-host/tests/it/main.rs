@@ -6,6 +6,7 @@ mod cli_publish_flags;
 mod config_run;
 mod convert_cli;
 mod drift;
+mod gateway;
 mod hostile_images;
 mod nbd_hostile;
 mod nbd_qemu;

@@ -1,0 +1,401 @@
+//! `aero-host gateway` as a process: its settings and token commands, and a browser upload
+//! (headless Chromium: `File.slice` + `fetch` PUTs to the presigned URLs) that the gateway
+//! converts, then reads back through the range proxy and the chunked routes — and that
+//! `aero-host serve` on the same bucket streams by id.
+
+use crate::support::serve::*;
+use crate::support::{aero, fails_with, ok, sha256, text};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// `aero-host gateway ARGS` with the SPEC variables of the test bucket (and none of the caller's).
+fn gateway(s3: &S3, args: &[&str]) -> Command {
+    let mut cmd = aero();
+    for var in [
+        "S3_BUCKET",
+        "S3_ENDPOINT",
+        "S3_FORCE_PATH_STYLE",
+        "DATABASE_URL",
+        "AUTH_MODE",
+        "PORT",
+        "MULTIPART_PART_SIZE_BYTES",
+        "IMAGE_BASE_PATH",
+        "IMAGE_CACHE_CONTROL",
+        "CORS_ALLOW_ORIGIN",
+        "CROSS_ORIGIN_RESOURCE_POLICY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("gateway")
+        .args(args)
+        .env("S3_BUCKET", aero_test_support::BUCKET)
+        .env("AWS_REGION", "us-east-1")
+        .env("S3_ENDPOINT", &s3.endpoint)
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("AWS_ACCESS_KEY_ID", AK)
+        .env("AWS_SECRET_ACCESS_KEY", SK);
+    cmd
+}
+
+#[test]
+fn gateway_settings_name_what_is_wrong() {
+    let s3 = S3::start(aero_test_support::BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("g.sqlite").display());
+    let out = gateway(&s3, &["--database", &db])
+        .env_remove("S3_BUCKET")
+        .output()
+        .unwrap();
+    fails_with(&out, &["S3_BUCKET"]);
+    for (var, value, needle) in [
+        (
+            "MULTIPART_PART_SIZE_BYTES",
+            "1024",
+            "MULTIPART_PART_SIZE_BYTES",
+        ),
+        ("AUTH_MODE", "open", "AUTH_MODE"),
+        (
+            "CORS_ALLOW_ORIGIN",
+            "https://a.example/x",
+            "CORS_ALLOW_ORIGIN",
+        ),
+        ("IMAGE_CACHE_CONTROL", "forever", "IMAGE_CACHE_CONTROL"),
+    ] {
+        let out = gateway(&s3, &["--database", &db])
+            .env(var, value)
+            .output()
+            .unwrap();
+        fails_with(&out, &[needle]);
+    }
+    let out = gateway(&s3, &["--database", "mysql://x"]).output().unwrap();
+    fails_with(&out, &["mysql://x"]);
+}
+
+#[test]
+fn gateway_tokens_are_created_once_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("g.sqlite").display());
+    let out = ok(aero()
+        .args([
+            "gateway",
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap());
+    let token = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        token.starts_with("agw_") && token.len() > 64,
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&token),
+        "the token is not logged"
+    );
+    // Only its hash is stored.
+    let stored = std::fs::read(dir.path().join("g.sqlite")).unwrap();
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    ok(aero()
+        .args([
+            "gateway",
+            "token",
+            "revoke",
+            "--user",
+            "alice",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap());
+    let out = aero()
+        .args([
+            "gateway",
+            "token",
+            "revoke",
+            "--user",
+            "alice",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    fails_with(&out, &["alice", "no live token"]);
+}
+
+/// A running `aero-host gateway`.
+struct Gateway {
+    child: Child,
+    base: String,
+}
+
+impl Gateway {
+    fn start(s3: &S3, db: &str) -> Gateway {
+        let mut child = gateway(
+            s3,
+            &[
+                "--listen-addr",
+                "127.0.0.1:0",
+                "--database",
+                db,
+                "--chunk-size",
+                "1048576",
+            ],
+        )
+        .env("MULTIPART_PART_SIZE_BYTES", "5242880")
+        .env("AERO_GATEWAY_JOB_POLL_INTERVAL_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from the gateway: {line:?}"))
+            .to_string();
+        Gateway { child, base }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PAGE: &str = r#"<!doctype html><html><body><script>
+const GW = "__GW__", SIZE = __SIZE__;
+const H = {"X-User-Id": "alice", "Content-Type": "application/json"};
+async function hex(buf) {
+  const d = await crypto.subtle.digest("SHA-256", buf);
+  return [...new Uint8Array(d)].map(b => b.toString(16).padStart(2, "0")).join("");
+}
+async function api(method, path, body) {
+  const r = await fetch(GW + path, {method, headers: H, body: body && JSON.stringify(body)});
+  if (!r.ok) throw new Error(method + " " + path + ": " + r.status + " " + await r.text());
+  return r.json();
+}
+async function main() {
+  // The disk: deterministic bytes, as a File the way a file input would give it.
+  const bytes = new Uint8Array(SIZE);
+  let x = 0x12345678;
+  for (let i = 0; i < SIZE; i += 4) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; bytes[i] = x & 255; bytes[i + 1] = (x >>> 8) & 255; }
+  const file = new File([bytes], "disk.img");
+  const made = await api("POST", "/v1/images");
+  const parts = [];
+  for (let n = 1, off = 0; off < file.size; n++, off += made.partSize) {
+    const {url} = await api("POST", `/v1/images/${made.imageId}/upload-url`, {uploadId: made.uploadId, partNumber: n});
+    const put = await fetch(url, {method: "PUT", body: file.slice(off, off + made.partSize)});
+    if (put.status !== 200) throw new Error("PUT part " + n + ": " + put.status);
+    parts.push({partNumber: n, etag: put.headers.get("etag")});
+  }
+  await api("POST", `/v1/images/${made.imageId}/complete`, {uploadId: made.uploadId, parts});
+  let rec;
+  for (let i = 0; i < 600; i++) {
+    rec = await api("GET", `/v1/images/${made.imageId}`);
+    if (rec.state !== "processing") break;
+    await new Promise(r => setTimeout(r, 100));
+  }
+  if (rec.state !== "ready") throw new Error("state " + JSON.stringify(rec));
+  const stream = await api("GET", `/v1/images/${made.imageId}/stream-url`);
+  const whole = await (await fetch(stream.url, {headers: {"X-User-Id": "alice"}})).arrayBuffer();
+  const ranged = await fetch(stream.url, {headers: {"X-User-Id": "alice", "Range": "bytes=1000-1999"}});
+  if (ranged.status !== 206) throw new Error("range status " + ranged.status);
+  const manifest = await (await fetch(stream.chunked.manifestUrl, {headers: {"X-User-Id": "alice"}})).json();
+  const chunks = [];
+  for (let i = 0; i < manifest.chunkCount; i++) {
+    const url = new URL(`chunks/${String(i).padStart(8, "0")}.bin`, stream.chunked.manifestUrl);
+    chunks.push(new Uint8Array(await (await fetch(url, {headers: {"X-User-Id": "alice"}})).arrayBuffer()));
+  }
+  const joined = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((off, c) => (joined.set(c, off), off + c.length), 0);
+  return {ok: true, imageId: made.imageId, upload: await hex(bytes), range: await hex(whole),
+          chunked: await hex(joined), part: await hex(await ranged.arrayBuffer()),
+          partWant: await hex(bytes.slice(1000, 2000))};
+}
+main().catch(e => ({ok: false, error: String(e)}))
+  .then(v => fetch("/verdict", {method: "POST", body: JSON.stringify(v)}));
+</script></body></html>"#;
+
+/// Serves `page` at `/` and sends the body of `POST /verdict` on `tx`.
+fn page_server(listener: TcpListener, page: String, tx: mpsc::Sender<String>) {
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let head_end = loop {
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(p + 4);
+            }
+        };
+        let Some(head_end) = head_end else { continue };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut tmp) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let first = head.lines().next().unwrap_or("");
+        let reply = if first.starts_with("GET / ") {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            )
+        } else if first.starts_with("POST /verdict") {
+            let _ = tx.send(String::from_utf8_lossy(&buf[head_end..]).to_string());
+            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string()
+        } else {
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+        };
+        let _ = s.write_all(reply.as_bytes());
+    }
+}
+
+#[test]
+fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
+    let chromium = require_tool("chromium", "apt-get install -y chromium");
+    let s3 = S3::start(aero_test_support::BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        &s3,
+        &format!("sqlite:{}", dir.path().join("g.sqlite").display()),
+    );
+
+    let size = 11 * 1024 * 1024 + 512;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let page = PAGE
+        .replace("__GW__", &gw.base)
+        .replace("__SIZE__", &size.to_string());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || page_server(listener, page, tx));
+
+    // The gateway answers CORS itself (preflights included). s3s-fs sends no CORS headers, so
+    // the PUTs to its presigned URLs (and reading their ETag) need this browser's web security
+    // off; against AWS S3 a bucket CORS rule (PUT allowed, ETag exposed) does the same.
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-web-security",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("{page_origin}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let verdict = rx.recv_timeout(Duration::from_secs(180));
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let verdict = verdict.expect("the page posted no verdict within 180 s");
+    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    assert_eq!(v["ok"], true, "page verdict: {verdict}");
+    assert_eq!(v["range"], v["upload"], "range proxy bytes: {verdict}");
+    assert_eq!(v["chunked"], v["upload"], "chunked bytes: {verdict}");
+    assert_eq!(v["part"], v["partWant"], "a 206 part: {verdict}");
+
+    // `aero-host serve` on the same bucket streams the converted image by id.
+    let id = v["imageId"].as_str().unwrap();
+    let mut envs = S3::env().to_vec();
+    envs.push(("AWS_REGION", "us-east-1"));
+    let srv = Server::start(
+        &format!(
+            "{}&force_path_style=true",
+            s3.uri(aero_test_support::BUCKET)
+        ),
+        &[],
+        &envs,
+    );
+    let (status, _, body) = curl(&[&srv.url(&format!("/v1/images/{id}"))]);
+    assert_eq!(status, 200);
+    assert_eq!(sha256(&body), v["upload"].as_str().unwrap());
+}
+
+#[test]
+fn every_gateway_setting_is_documented_and_in_the_example_config() {
+    let out = ok(aero().args(["gateway", "--help"]).output().unwrap());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = std::fs::read_to_string(root.join("docs/gateway.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    let keys: Vec<String> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| l.split([' ', '=']).next().unwrap().replace('-', "_"))
+        .filter(|k| k != "help" && k != "log_level" && k != "storage" && k != "plugin")
+        .collect();
+    assert!(keys.len() >= 27, "{keys:?}");
+    for key in keys {
+        assert!(
+            docs.contains(&format!("| `{key}` |")),
+            "docs/gateway.md lacks {key}"
+        );
+        assert!(
+            example.contains(&format!("# {key} = ")),
+            "config.example.toml lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn the_gateway_table_of_run_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"memory\"\n\n[gateway]\ns3_bucket = \"b\"\naws_region = \"r\"\n\
+         aws_access_key_id = \"k\"\naws_secret_access_key = \"s\"\nauth_mode = \"open\"\n",
+    )
+    .unwrap();
+    let out = aero()
+        .arg("run")
+        .arg(&config)
+        .env_remove("AUTH_MODE")
+        .output()
+        .unwrap();
+    fails_with(&out, &["AUTH_MODE", "open"]);
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"memory\"\n\n[gateway]\nno_such_key = 1\n",
+    )
+    .unwrap();
+    let out = aero().arg("run").arg(&config).output().unwrap();
+    fails_with(&out, &["no_such_key"]);
+}
