@@ -44,6 +44,8 @@ pub enum Command {
     Publish(PublishCommand),
     /// Verify a published image.
     Verify(VerifyArgs),
+    /// Download a published image into a local disk file: verified, parallel, resumable.
+    Pull(PullArgs),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
     Serve(crate::serve_args::ServeArgs),
     /// Run the jobs of a config file: publishes, then verifications.
@@ -141,6 +143,55 @@ pub struct S3Flags {
     /// Fallback region.
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// `pull` arguments.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: a manifest URL; with --storage/--bucket a prefix (an image root with
+    /// latest.json, or a version directory); or a local manifest.json.
+    pub source: String,
+    /// The output file (default: `<image id>.raw`, or `.<format>` with --to).
+    #[arg(short = 'o', long)]
+    pub out: Option<PathBuf>,
+    /// Output format: a sparse raw file, or any format that can write.
+    #[arg(long, default_value = "raw", value_parser = crate::commands::convert::targets())]
+    pub to: String,
+    /// Chunks fetched at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Extra request header "Name: value" (with a manifest URL).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The shared chunk cache (default: $XDG_CACHE_HOME/aero-host/chunks, or ~/.cache/…).
+    #[arg(long, env = "AERO_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest size of the chunk cache in bytes; least recently used chunks are evicted.
+    #[arg(long, default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+    /// Use no chunk cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Report what would be downloaded, re-used and skipped as zero; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a one-object summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Attempts per chunk (bad bytes) and per request (transport failures, 5xx).
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
+    /// Expected image id.
+    #[arg(long)]
+    pub image_id: Option<String>,
+    /// Which version (with a storage image root): default, the one latest.json names.
+    #[arg(long)]
+    pub image_version: Option<String>,
+    /// Largest accepted chunk count.
+    #[arg(long, default_value_t = 500_000)]
+    pub max_chunks: u64,
+    #[command(flatten)]
+    pub s3: S3Flags,
 }
 
 /// `verify` arguments (SPEC 1.11).

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         Command::Plugins(cmd) => commands::plugins::command(cmd, &libs),
         Command::Publish(args) => commands::publish::command(args, storage, &libs),
         Command::Verify(args) => commands::verify::command(args, storage, &libs),
+        Command::Pull(args) => commands::pull::command(args, storage, &libs),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };

@@ -4,6 +4,7 @@ pub mod convert;
 pub mod inspect;
 pub mod plugins;
 pub mod publish;
+pub mod pull;
 pub mod run;
 pub mod serve;
 pub mod verify;

@@ -69,7 +69,7 @@ pub fn command(
 }
 
 /// A `--header "Name: value"` checked as an HTTP header.
-fn parse_header(raw: &str) -> Result<(String, String)> {
+pub(crate) fn parse_header(raw: &str) -> Result<(String, String)> {
     let (name, value) = raw
         .split_once(':')
         .ok_or_else(|| anyhow!("--header '{raw}' must look like 'Name: value'"))?;
