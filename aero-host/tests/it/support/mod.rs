@@ -2,6 +2,7 @@
 //! `aero-test-support` (the qemu-made fixture set, the one s3s-fs launcher, the one
 //! tool-finding policy and digests); [`serve`] adds what the `serve_*` tests need.
 
+pub mod pull;
 pub mod serve;
 
 pub use aero_test_support::*;
