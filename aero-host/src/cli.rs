@@ -46,6 +46,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Download a published image into a local disk file: verified, parallel, resumable.
     Pull(PullArgs),
+    /// The image catalog: list images, sync the local copy of the registry.
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
     Serve(crate::serve_args::ServeArgs),
     /// Run the jobs of a config file: publishes, then verifications.
@@ -149,8 +152,14 @@ pub struct S3Flags {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// What to pull: a manifest URL; with --storage/--bucket a prefix (an image root with
-    /// latest.json, or a version directory); or a local manifest.json.
+    /// latest.json, or a version directory); a local manifest.json; or a catalog
+    /// NAME[:VERSION].
     pub source: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Architecture of a catalog image (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
     /// The output file (default: `<image id>.raw`, or `.<format>` with --to).
     #[arg(short = 'o', long)]
     pub out: Option<PathBuf>,
@@ -192,6 +201,39 @@ pub struct PullArgs {
     pub max_chunks: u64,
     #[command(flatten)]
     pub s3: S3Flags,
+}
+
+/// Where the catalog's registry is.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// The registry (URL or path); default: the local copy `images sync` keeps.
+    #[arg(long, env = "AERO_REGISTRY")]
+    pub registry: Option<String>,
+    /// Where the local copy of the registry is kept (default:
+    /// $XDG_CACHE_HOME/aero-host/catalog, or ~/.cache/…).
+    #[arg(long, env = "AERO_CATALOG_DIR")]
+    pub catalog_dir: Option<PathBuf>,
+}
+
+/// `images` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List the catalog's images.
+    Ls {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// Only images for this architecture.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the local copy of the registry with a complete, parsed new one.
+    Sync {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+    },
 }
 
 /// `verify` arguments (SPEC 1.11).

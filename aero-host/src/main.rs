@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => commands::publish::command(args, storage, &libs),
         Command::Verify(args) => commands::verify::command(args, storage, &libs),
         Command::Pull(args) => commands::pull::command(args, storage, &libs),
+        Command::Images(cmd) => commands::images::command(cmd),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };

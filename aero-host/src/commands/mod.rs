@@ -1,6 +1,7 @@
 //! One module per command; the helpers several of them share.
 
 pub mod convert;
+pub mod images;
 pub mod inspect;
 pub mod plugins;
 pub mod publish;

@@ -27,19 +27,82 @@ pub fn command(
     let locator = locator(&args, cli_storage, &plugins)?;
     let cache = open_cache(&args)?;
     runtime()?.block_on(async {
+        let (locator, disk_sha256) = match locator {
+            Some(locator) => (locator, None),
+            None => match catalog_image(&args).await? {
+                CatalogImage::Chunked {
+                    manifest,
+                    disk_sha256,
+                } => (http_locator(&manifest, &args)?, disk_sha256),
+                CatalogImage::Disk(image) => {
+                    let summary = pull_disk_file(&plugins, &image, &args).await?;
+                    print_pull_summary(&summary, args.json)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
+        };
         let limits = ManifestLimits {
             max_chunks: args.max_chunks,
         };
         let resolved = resolve(locator, limits).await?;
         check_identity(&resolved, &args)?;
-        let summary = pull_to(&plugins, &resolved, &args, cache).await?;
+        let summary = pull_to(&plugins, &resolved, &args, cache, disk_sha256).await?;
         print_pull_summary(&summary, args.json)?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Where the manifest is: a URL, a storage prefix, or a local file.
-fn locator(args: &PullArgs, cli_storage: Option<&str>, plugins: &PluginSet) -> Result<Locator> {
+/// What a catalog reference names.
+enum CatalogImage {
+    /// A published chunked image, and the digest of its whole disk when the catalog gives it.
+    Chunked {
+        manifest: String,
+        disk_sha256: Option<String>,
+    },
+    /// A plain disk file.
+    Disk(aero_catalog::Image),
+}
+
+/// The catalog entry `NAME[:VERSION]` names, for `--arch` or the host's architecture.
+async fn catalog_image(args: &PullArgs) -> Result<CatalogImage> {
+    let registry = super::images::registry(&args.catalog).await?;
+    let (name, version) = match args.source.split_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (args.source.as_str(), None),
+    };
+    let arch = args.arch.as_deref().unwrap_or(std::env::consts::ARCH);
+    let image = registry.find(name, version, arch)?;
+    Ok(match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Chunked { manifest } => CatalogImage::Chunked {
+            manifest: manifest.to_string(),
+            disk_sha256: image.sha256.clone(),
+        },
+        aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
+    })
+}
+
+/// A manifest URL with `--header`s and retries.
+fn http_locator(url: &str, args: &PullArgs) -> Result<Locator> {
+    let url = url::Url::parse(url).with_context(|| format!("'{url}' is not a valid URL"))?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<_>>()?;
+    Ok(Locator::Url(HttpSource::new(
+        url,
+        headers,
+        args.retries.max(1),
+    )?))
+}
+
+/// Where the manifest is: a URL, a storage prefix, or a local file; `None` for a catalog
+/// reference.
+fn locator(
+    args: &PullArgs,
+    cli_storage: Option<&str>,
+    plugins: &PluginSet,
+) -> Result<Option<Locator>> {
     let storage_given = cli_storage.is_some() || args.s3.spec()?.is_some();
     let is_url = args.source.starts_with("http://") || args.source.starts_with("https://");
     if !args.headers.is_empty() && !is_url {
@@ -49,36 +112,28 @@ fn locator(args: &PullArgs, cli_storage: Option<&str>, plugins: &PluginSet) -> R
         if storage_given {
             bail!("a manifest URL cannot be combined with --storage or --bucket");
         }
-        let url = url::Url::parse(&args.source)
-            .with_context(|| format!("'{}' is not a valid URL", args.source))?;
-        let headers = args
-            .headers
-            .iter()
-            .map(|h| parse_header(h))
-            .collect::<Result<_>>()?;
-        return Ok(Locator::Url(HttpSource::new(
-            url,
-            headers,
-            args.retries.max(1),
-        )?));
+        return http_locator(&args.source, args).map(Some);
     }
     if storage_given {
         let spec = pick_storage(cli_storage, args.s3.spec()?, None)?;
-        return Ok(Locator::Prefix {
+        return Ok(Some(Locator::Prefix {
             storage: storage_for(plugins, &spec, args.retries)?,
             prefix: args.source.clone(),
             image_id: args.image_id.clone(),
             version: args.image_version.clone(),
-        });
+        }));
     }
     let path = PathBuf::from(&args.source);
     if path.is_file() {
-        return Ok(Locator::File(path));
+        return Ok(Some(Locator::File(path)));
     }
-    bail!(
-        "'{}' is neither a manifest URL, nor a local manifest file, nor (without --storage) a prefix",
-        args.source
-    )
+    if args.source.contains('/') || args.source.ends_with(".json") {
+        bail!(
+            "'{}' is neither a manifest URL nor an existing manifest file (a storage prefix needs --storage)",
+            args.source
+        );
+    }
+    Ok(None)
 }
 
 /// `--image-id` and `--image-version` against the manifest found.
@@ -125,7 +180,7 @@ fn open_cache(args: &PullArgs) -> Result<Option<Arc<ChunkCache>>> {
 }
 
 /// `$XDG_CACHE_HOME`, else `$HOME/.cache`.
-fn user_cache_dir() -> Result<PathBuf> {
+pub(crate) fn user_cache_dir() -> Result<PathBuf> {
     let from_env = |name| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
@@ -147,6 +202,7 @@ pub(crate) async fn pull_to(
     resolved: &Resolved,
     args: &PullArgs,
     cache: Option<Arc<ChunkCache>>,
+    disk_sha256: Option<String>,
 ) -> Result<PullSummary> {
     let out = args
         .out
@@ -157,6 +213,7 @@ pub(crate) async fn pull_to(
         attempts: args.retries,
         cache,
         dry_run: args.dry_run,
+        disk_sha256,
     };
     let progress = StderrProgress::new(args.json);
     if args.to == "raw" {
@@ -198,4 +255,76 @@ fn convert_raw(plugins: &PluginSet, raw: &Path, out: &Path, target: &str) -> Res
         .write(disk.disk.as_ref(), out)
         .map_err(|e| anyhow!("writing {}: {e}", out.display()))?;
     Ok(())
+}
+
+/// Pulls a catalog's plain disk file: downloaded beside `OUT`, checked against its sha256,
+/// then converted to a sparse raw `OUT` (temporary name, renamed).
+async fn pull_disk_file(
+    plugins: &PluginSet,
+    image: &aero_catalog::Image,
+    args: &PullArgs,
+) -> Result<PullSummary> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let (url, format, sha256) = match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Disk {
+            url,
+            format,
+            sha256,
+        } => (url, format, sha256),
+        aero_catalog::ImageKind::Chunked { .. } => {
+            bail!("{} is a chunked image", image.reference())
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.raw", image.name)));
+    let mut summary = PullSummary {
+        image_id: image.name.clone(),
+        version: image.version.clone(),
+        out: out.display().to_string(),
+        dry_run: args.dry_run,
+        ..PullSummary::default()
+    };
+    if args.dry_run {
+        return Ok(summary);
+    }
+    let download = raw_stage_path(&out).with_extension("download");
+    let result = async {
+        let mut response = reqwest::get(url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("GET {url}"))?;
+        let mut file = tokio::fs::File::create(&download)
+            .await
+            .with_context(|| format!("creating {}", download.display()))?;
+        let mut hasher = Sha256::new();
+        while let Some(piece) = response
+            .chunk()
+            .await
+            .with_context(|| format!("GET {url}"))?
+        {
+            hasher.update(&piece);
+            summary.bytes_downloaded += piece.len() as u64;
+            file.write_all(&piece)
+                .await
+                .with_context(|| format!("writing {}", download.display()))?;
+        }
+        file.flush().await?;
+        let actual = hex::encode(hasher.finalize());
+        if actual != sha256.to_ascii_lowercase() {
+            bail!("{url}: sha256 is {actual}, the catalog says {sha256}");
+        }
+        let disk = super::open_image(plugins, &download, format, false, &[])?;
+        let converted = aero_chunked::sink::write_sparse_raw(disk.disk.as_ref(), &out)?;
+        summary.total_size = converted.virtual_size;
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&download);
+    result.with_context(|| format!("pulling {} to {}", image.reference(), out.display()))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }

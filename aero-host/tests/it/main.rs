@@ -13,6 +13,7 @@ mod publish_faults;
 mod publish_immutable;
 mod publish_roundtrip;
 mod publish_s3_credentials;
+mod pull_catalog;
 mod pull_http;
 mod serve_browser;
 mod serve_cache;

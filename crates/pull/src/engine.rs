@@ -29,6 +29,8 @@ pub struct PullOptions {
     pub cache: Option<Arc<ChunkCache>>,
     /// Report what would be done; write nothing.
     pub dry_run: bool,
+    /// The expected sha256 of the whole disk (a catalog's), checked like a `sha256-` version.
+    pub disk_sha256: Option<String>,
 }
 
 /// Receives a pull's progress. Called from many tasks at once.
@@ -176,14 +178,25 @@ pub async fn pull(
 
     progress.finishing();
     let part = Arc::into_inner(part).expect("every chunk task has ended");
-    if let Some(expected) = manifest.version.strip_prefix(DISK_DIGEST_PREFIX) {
+    let expected = [
+        manifest
+            .version
+            .strip_prefix(DISK_DIGEST_PREFIX)
+            .map(|d| (d, "its version")),
+        options.disk_sha256.as_deref().map(|d| (d, "the catalog")),
+    ];
+    let expected: Vec<_> = expected.into_iter().flatten().collect();
+    if !expected.is_empty() {
         let actual = disk_digest(&part, manifest.total_size).await?;
-        if actual != expected.to_ascii_lowercase() {
+        if let Some((digest, source)) = expected
+            .iter()
+            .find(|(d, _)| d.to_ascii_lowercase() != actual)
+        {
             let at = part.path().display().to_string();
             part.discard();
             return Err(Error::Invalid(format!(
-                "the pulled disk's sha256 is {actual}, but its version {} says {expected}: \
-                 the manifest does not describe this version's disk ({at} removed)",
+                "the pulled disk's sha256 is {actual}, but {source} says {digest} (version {}): \
+                 the manifest does not describe this disk ({at} removed)",
                 manifest.version
             )));
         }
