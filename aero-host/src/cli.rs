@@ -149,7 +149,7 @@ pub struct S3Flags {
 }
 
 /// `pull` arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PullArgs {
     /// What to pull: a manifest URL; with --storage/--bucket a prefix (an image root with
     /// latest.json, or a version directory); a local manifest.json; or a catalog
@@ -201,6 +201,19 @@ pub struct PullArgs {
     pub max_chunks: u64,
     #[command(flatten)]
     pub s3: S3Flags,
+}
+
+impl PullArgs {
+    /// The flags' defaults (with an empty source), read from the clap attributes above.
+    pub fn defaults() -> Self {
+        let command = Self::augment_args(clap::Command::new("pull"));
+        let matches = command
+            .try_get_matches_from(["pull", "-"])
+            .expect("the pull flags parse with only a source");
+        let mut args = Self::from_arg_matches(&matches).expect("the pull flags' defaults");
+        args.source = String::new();
+        args
+    }
 }
 
 /// Where the catalog's registry is.

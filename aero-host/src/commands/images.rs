@@ -81,7 +81,7 @@ pub async fn registry(catalog: &CatalogArgs) -> Result<Registry> {
 }
 
 /// The local copy of the registry: `<catalog dir>/registry.toml`.
-fn local_copy(catalog: &CatalogArgs) -> Result<PathBuf> {
+pub(crate) fn local_copy(catalog: &CatalogArgs) -> Result<PathBuf> {
     let dir = match &catalog.catalog_dir {
         Some(d) => d.clone(),
         None => super::pull::user_cache_dir()?

@@ -10,6 +10,7 @@ use aero_chunk_cache::ChunkCache;
 use aero_chunked::format::ManifestLimits;
 use aero_chunked::resolve::{resolve, Locator, Resolved};
 use aero_chunked::source::HttpSource;
+use aero_plugin_api::backend::Storage;
 use aero_plugin_host::{LibrarySelection, PluginSet};
 use aero_pull::{pull, PullOptions, PullSummary};
 use anyhow::{anyhow, bail, Context, Result};
@@ -24,32 +25,44 @@ pub fn command(
     libs: &LibrarySelection,
 ) -> Result<ExitCode> {
     let plugins = PluginSet::load(libs)?;
-    let locator = locator(&args, cli_storage, &plugins)?;
-    let cache = open_cache(&args)?;
+    let storage = match (cli_storage, args.s3.spec()?) {
+        (None, None) => None,
+        (cli, s3) => Some(storage_for(
+            &plugins,
+            &pick_storage(cli, s3, None)?,
+            args.retries,
+        )?),
+    };
     runtime()?.block_on(async {
-        let (locator, disk_sha256) = match locator {
-            Some(locator) => (locator, None),
-            None => match catalog_image(&args).await? {
-                CatalogImage::Chunked {
-                    manifest,
-                    disk_sha256,
-                } => (http_locator(&manifest, &args)?, disk_sha256),
-                CatalogImage::Disk(image) => {
-                    let summary = pull_disk_file(&plugins, &image, &args).await?;
-                    print_pull_summary(&summary, args.json)?;
-                    return Ok(ExitCode::SUCCESS);
-                }
-            },
-        };
-        let limits = ManifestLimits {
-            max_chunks: args.max_chunks,
-        };
-        let resolved = resolve(locator, limits).await?;
-        check_identity(&resolved, &args)?;
-        let summary = pull_to(&plugins, &resolved, &args, cache, disk_sha256).await?;
-        print_pull_summary(&summary, args.json)?;
-        Ok(ExitCode::SUCCESS)
-    })
+        let summary = pull_job(&plugins, &args, storage).await?;
+        print_pull_summary(&summary, args.json)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One pull (of `aero-host pull` or a `[[pull]]` job); `storage` is where a prefix is read.
+pub(crate) async fn pull_job(
+    plugins: &PluginSet,
+    args: &PullArgs,
+    storage: Option<Arc<Storage>>,
+) -> Result<PullSummary> {
+    let cache = open_cache(args)?;
+    let (locator, disk_sha256) = match locator(args, storage)? {
+        Some(locator) => (locator, None),
+        None => match catalog_image(args).await? {
+            CatalogImage::Chunked {
+                manifest,
+                disk_sha256,
+            } => (http_locator(&manifest, args)?, disk_sha256),
+            CatalogImage::Disk(image) => return pull_disk_file(plugins, &image, args).await,
+        },
+    };
+    let limits = ManifestLimits {
+        max_chunks: args.max_chunks,
+    };
+    let resolved = resolve(locator, limits).await?;
+    check_identity(&resolved, args)?;
+    pull_to(plugins, &resolved, args, cache, disk_sha256).await
 }
 
 /// What a catalog reference names.
@@ -98,12 +111,8 @@ fn http_locator(url: &str, args: &PullArgs) -> Result<Locator> {
 
 /// Where the manifest is: a URL, a storage prefix, or a local file; `None` for a catalog
 /// reference.
-fn locator(
-    args: &PullArgs,
-    cli_storage: Option<&str>,
-    plugins: &PluginSet,
-) -> Result<Option<Locator>> {
-    let storage_given = cli_storage.is_some() || args.s3.spec()?.is_some();
+fn locator(args: &PullArgs, storage: Option<Arc<Storage>>) -> Result<Option<Locator>> {
+    let storage_given = storage.is_some();
     let is_url = args.source.starts_with("http://") || args.source.starts_with("https://");
     if !args.headers.is_empty() && !is_url {
         bail!("--header is only valid with a manifest URL");
@@ -114,10 +123,9 @@ fn locator(
         }
         return http_locator(&args.source, args).map(Some);
     }
-    if storage_given {
-        let spec = pick_storage(cli_storage, args.s3.spec()?, None)?;
+    if let Some(storage) = storage {
         return Ok(Some(Locator::Prefix {
-            storage: storage_for(plugins, &spec, args.retries)?,
+            storage,
             prefix: args.source.clone(),
             image_id: args.image_id.clone(),
             version: args.image_version.clone(),

@@ -177,3 +177,45 @@ fn catalog_images_list_sync_and_pull_by_name() {
         &["includes itself"],
     );
 }
+
+#[test]
+fn run_pull_jobs_with_a_catalog_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let image = dir.path().join("disk.raw");
+    patterned_image(&image, CHUNK * 6, CHUNK, &[1, 4]);
+    let version = publish(&format!("fs:{}", root.display()), &image, "deb", CHUNK, &[]);
+    let nginx = Nginx::start(&root);
+    let manifest = nginx.url(&format!("/images/deb/{version}/manifest.json"));
+    std::fs::write(
+        root.join("registry.toml"),
+        format!("[[images]]\nname = \"deb\"\nversion = \"1\"\nmanifest = \"{manifest}\"\n"),
+    )
+    .unwrap();
+    let config = write_config(
+        dir.path(),
+        "pulls.toml",
+        &format!(
+            "[catalog]\nregistry = \"{}\"\nfallback_registries = [\"missing.toml\"]\ndir = \"catalog\"\n\n\
+             [[pull]]\nsource = \"deb:1\"\nout = \"by-name.raw\"\nno_cache = true\n\n\
+             [[pull]]\nsource = \"{manifest}\"\nout = \"by-url.raw\"\ncache_dir = \"cache\"\n",
+            nginx.url("/registry.toml")
+        ),
+    );
+    let out = ok(run(&["run", s(&config), "--json"]));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2, "{}", text(&out));
+    assert_eq!(lines[0]["image_id"], "deb");
+    for name in ["by-name.raw", "by-url.raw"] {
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).unwrap(),
+            std::fs::read(&image).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(
+        dir.path().join("catalog/registry.toml").is_file(),
+        "auto-synced"
+    );
+    assert!(dir.path().join("cache/objects").is_dir());
+}

@@ -305,7 +305,10 @@ url = "c.toml"
         assert_eq!(outcome.images, 1);
         let before = std::fs::read_to_string(&local).unwrap();
         std::fs::write(&good, "not toml [").unwrap();
-        let err = sync(std::slice::from_ref(&good), &local).await.unwrap_err().to_string();
+        let err = sync(std::slice::from_ref(&good), &local)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is invalid"), "{err}");
         assert_eq!(std::fs::read_to_string(&local).unwrap(), before);
         let copy = load(local.to_str().unwrap()).await.unwrap();
