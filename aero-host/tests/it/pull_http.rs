@@ -453,3 +453,51 @@ fn pull_to_aerosparse_writes_that_format() {
     same_bytes(&back, &p.image);
     assert!(!p.path("out.aerosparse.pull.raw").exists());
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes}"),
+                "tmpfs",
+                s(dir.path()),
+            ])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill a disk: run it as root (as CI does)"
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_disk_too_small_for_the_data_is_refused_before_fetching() {
+    let p = Published::new();
+    let small = Tmpfs::mount(256 * 1024);
+    let manifest = p
+        .store()
+        .join(format!("images/img/{}/manifest.json", p.version));
+    let out = small.0.path().join("out.raw");
+    fails_with(
+        &pull(&[s(&manifest), "-o", s(&out), "--no-cache"]),
+        &["needs", "bytes free"],
+    );
+    assert!(!out.exists());
+}
