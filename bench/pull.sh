@@ -9,6 +9,7 @@
 #   4. a version with 1% of its chunks changed, through the cache: bytes downloaded and time
 #
 #   bench/pull.sh [WORK_DIR] [SIZE_MIB]     # defaults: target/bench-pull, 1024
+#   AERO_BIN=PATH bench/pull.sh …            # an already built binary instead of a release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(realpath -m "${1:-target/bench-pull}")
@@ -16,9 +17,12 @@ size_mib=${2:-1024}
 for tool in nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "bench/pull.sh needs $tool (apt-get install -y nginx curl python3)" >&2; exit 1; }
 done
-target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p aero-host
-bin=$(realpath "$target_dir/release/aero-host")
+if [ -n "${AERO_BIN:-}" ]; then
+  bin=$(realpath "$AERO_BIN")
+else
+  cargo build --release -q -p aero-host
+  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
+fi
 mkdir -p "$work"
 store=$work/store
 chunk=4194304
