@@ -45,6 +45,11 @@ pub enum Command {
     Publish(PublishCommand),
     /// Verify a published image.
     Verify(VerifyArgs),
+    /// Download a published image into a local disk file: verified, parallel, resumable.
+    Pull(PullArgs),
+    /// The image catalog: list images, sync the local copy of the registry.
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// Serve images over HTTP from the storage (Range bytes endpoint and chunked endpoints).
     Serve(crate::serve_args::ServeArgs),
     /// Export one image over NBD: chunks fetched on demand and verified, or a local image.
@@ -157,6 +162,107 @@ pub struct S3Flags {
     /// Fallback region.
     #[arg(long)]
     pub region: Option<String>,
+}
+
+/// `pull` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// What to pull: a manifest URL; with --storage/--bucket a prefix (an image root with
+    /// latest.json, or a version directory); a local manifest.json; or a catalog
+    /// NAME[:VERSION].
+    pub source: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Architecture of a catalog image (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// The output file (default: `<image id>.raw`, or `.<format>` with --to).
+    #[arg(short = 'o', long)]
+    pub out: Option<PathBuf>,
+    /// Output format: a sparse raw file, or any format that can write.
+    #[arg(long, default_value = "raw", value_parser = convert_targets())]
+    pub to: String,
+    /// Chunks fetched at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Extra request header "Name: value" (with a manifest URL).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The shared chunk cache (default: $XDG_CACHE_HOME/aero-host/chunks, or ~/.cache/…).
+    #[arg(long, env = "AERO_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest size of the chunk cache in bytes; least recently used chunks are evicted.
+    #[arg(long, default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+    /// Use no chunk cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Report what would be downloaded, re-used and skipped as zero; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a one-object summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Attempts per chunk (bad bytes) and per request (transport failures, 5xx).
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
+    /// Expected image id.
+    #[arg(long)]
+    pub image_id: Option<String>,
+    /// Which version (with a storage image root): default, the one latest.json names.
+    #[arg(long)]
+    pub image_version: Option<String>,
+    /// Largest accepted chunk count.
+    #[arg(long, default_value_t = 500_000)]
+    pub max_chunks: u64,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+impl PullArgs {
+    /// The flags' defaults (with an empty source), read from the clap attributes above.
+    pub fn defaults() -> Self {
+        let command = Self::augment_args(clap::Command::new("pull"));
+        let matches = command
+            .try_get_matches_from(["pull", "-"])
+            .expect("the pull flags parse with only a source");
+        let mut args = Self::from_arg_matches(&matches).expect("the pull flags' defaults");
+        args.source = String::new();
+        args
+    }
+}
+
+/// Where the catalog's registry is.
+#[derive(Debug, Clone, Args)]
+pub struct CatalogArgs {
+    /// The registry (URL or path); default: the local copy `images sync` keeps.
+    #[arg(long, env = "AERO_REGISTRY")]
+    pub registry: Option<String>,
+    /// Where the local copy of the registry is kept (default:
+    /// $XDG_CACHE_HOME/aero-host/catalog, or ~/.cache/…).
+    #[arg(long, env = "AERO_CATALOG_DIR")]
+    pub catalog_dir: Option<PathBuf>,
+}
+
+/// `images` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List the catalog's images.
+    Ls {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        /// Only images for this architecture.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the local copy of the registry with a complete, parsed new one.
+    Sync {
+        #[command(flatten)]
+        catalog: CatalogArgs,
+    },
 }
 
 /// `verify` arguments (SPEC 1.11).

@@ -3,7 +3,7 @@
 //! [`crate::cli`]). The config file of `aero-host run` is read as typed TOML: every error names
 //! the file, and the key and line the toml crate's spans point at.
 
-use crate::cli::{Checksum, ComputeVersion, PublishArgs, S3Flags};
+use crate::cli::{CatalogArgs, Checksum, ComputeVersion, PublishArgs, PullArgs, S3Flags};
 use aero_plugin_host::storage::StorageSpec;
 use aero_plugin_host::PluginSet;
 use anyhow::{anyhow, bail, Context, Result};
@@ -73,6 +73,10 @@ pub struct Config {
     pub serve: Option<crate::serve_args::ServeArgs>,
     /// `[gateway]`: run the upload gateway after the jobs (beside `[serve]` when both are set).
     pub gateway: Option<crate::gateway_args::GatewayArgs>,
+    /// `[[pull]]` jobs, run after the publishes and verifications.
+    pub pull: Vec<PullArgs>,
+    /// `[catalog]`: where `[[pull]]` jobs find catalog images.
+    pub catalog: CatalogConfig,
     /// The file it was read from and its text, for messages.
     source: (PathBuf, String),
 }
@@ -89,6 +93,99 @@ pub struct PluginsConfig {
     /// Plugin names whose dynamic library wins over a built-in of the same name.
     #[serde(default)]
     pub prefer_library: Vec<String>,
+}
+
+/// `[catalog]`: the registry, its fallbacks, the local copy and when it is synced again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The registry (URL or path).
+    pub registry: Option<String>,
+    /// Registries tried in order when `registry` cannot be read.
+    #[serde(default)]
+    pub fallback_registries: Vec<String>,
+    /// Where the local copy is kept (default: the user's cache directory).
+    pub dir: Option<PathBuf>,
+    /// Sync the local copy before pulling when it is older than `max_age_hours`.
+    #[serde(default = "yes")]
+    pub auto_sync: bool,
+    /// Age after which the local copy is synced again.
+    #[serde(default = "day")]
+    pub max_age_hours: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn day() -> u64 {
+    24
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            registry: None,
+            fallback_registries: Vec::new(),
+            dir: None,
+            auto_sync: yes(),
+            max_age_hours: day(),
+        }
+    }
+}
+
+/// A `[[pull]]` entry: a key per flag of `pull` (unset keys take the flag's default).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullEntry {
+    source: String,
+    out: Option<PathBuf>,
+    to: Option<String>,
+    concurrency: Option<usize>,
+    headers: Option<Vec<String>>,
+    cache_dir: Option<PathBuf>,
+    cache_max_bytes: Option<u64>,
+    no_cache: Option<bool>,
+    retries: Option<usize>,
+    image_id: Option<String>,
+    image_version: Option<String>,
+    max_chunks: Option<u64>,
+    registry: Option<String>,
+    arch: Option<String>,
+}
+
+impl PullEntry {
+    /// The job: the entry's keys over the flags' defaults, paths against `base`.
+    fn into_args(self, base: &Path) -> PullArgs {
+        let d = PullArgs::defaults();
+        let source = if self.source.contains("://") || !base.join(&self.source).is_file() {
+            self.source
+        } else {
+            base.join(&self.source).display().to_string()
+        };
+        PullArgs {
+            source,
+            catalog: CatalogArgs {
+                registry: self.registry.or(d.catalog.registry),
+                catalog_dir: d.catalog.catalog_dir,
+            },
+            arch: self.arch.or(d.arch),
+            out: self.out.map(|o| base.join(o)),
+            to: self.to.unwrap_or(d.to),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            headers: self.headers.unwrap_or(d.headers),
+            cache_dir: self.cache_dir.map(|c| base.join(c)).or(d.cache_dir),
+            cache_max_bytes: self.cache_max_bytes.unwrap_or(d.cache_max_bytes),
+            no_cache: self.no_cache.unwrap_or(d.no_cache),
+            dry_run: false,
+            json: false,
+            retries: self.retries.unwrap_or(d.retries),
+            image_id: self.image_id.or(d.image_id),
+            image_version: self.image_version.or(d.image_version),
+            max_chunks: self.max_chunks.unwrap_or(d.max_chunks),
+            s3: d.s3,
+        }
+    }
 }
 
 /// One `[[publish]]` job: the publish options, plus what to verify afterwards.
@@ -116,6 +213,9 @@ struct ConfigFile {
     serve: Option<crate::serve_args::ServeArgs>,
     #[serde(default)]
     gateway: Option<crate::gateway_args::GatewayArgs>,
+    pull: Vec<PullEntry>,
+    #[serde(default)]
+    catalog: CatalogConfig,
 }
 
 /// A `[[publish]]` entry as written: a key per flag of `publish` (unset keys take the flag's
@@ -239,12 +339,30 @@ impl Config {
         if let Some(keys) = serve.as_mut().and_then(|s| s.lease_keys.as_mut()) {
             *keys = base.join(&*keys).to_string_lossy().to_string();
         }
+        let mut catalog = file.catalog;
+        catalog.dir = catalog.dir.map(|d| base.join(d));
+        if let Some(r) = catalog.registry.as_mut().filter(|r| !r.contains("://")) {
+            *r = base.join(&*r).display().to_string();
+        }
+        for r in catalog
+            .fallback_registries
+            .iter_mut()
+            .filter(|r| !r.contains("://"))
+        {
+            *r = base.join(&*r).display().to_string();
+        }
+        let mut pull: Vec<PullArgs> = file.pull.into_iter().map(|e| e.into_args(base)).collect();
+        for job in &mut pull {
+            job.catalog.catalog_dir = job.catalog.catalog_dir.take().or(catalog.dir.clone());
+        }
         let mut config = Config {
             storage: file.storage,
             plugins,
             publish,
             serve,
             gateway: file.gateway,
+            pull,
+            catalog,
             source: (path.to_path_buf(), text),
         };
         config.apply_env(vars);

@@ -63,6 +63,8 @@ fn main() -> ExitCode {
         Command::Plugins(cmd) => commands::plugins::command(cmd, &libs),
         Command::Publish(args) => commands::publish::command(args, storage, &libs),
         Command::Verify(args) => commands::verify::command(args, storage, &libs),
+        Command::Pull(args) => commands::pull::command(args, storage, &libs),
+        Command::Images(cmd) => commands::images::command(cmd),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Nbd(args) => commands::nbd::command(args, storage, &libs),
         Command::Gateway(cmd) => commands::gateway::command(cmd, &libs),

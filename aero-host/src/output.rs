@@ -1,10 +1,11 @@
 //! What the commands print: lines on stdout (a closed stdout is [`StdoutClosed`]), publish
-//! summaries and verify reports (human or `--json`), and publish progress on stderr (a bar when
+//! and pull summaries and verify reports (human or `--json`), and publish and pull progress on stderr (a bar when
 //! stderr is a terminal, plain log lines otherwise).
 
 use aero_chunked::progress::Progress;
 use aero_chunked::publish::PublishSummary;
 use aero_chunked::verify::VerifyReport;
+use aero_pull::PullSummary;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -147,6 +148,24 @@ impl Progress for StderrProgress {
     }
 }
 
+impl aero_pull::PullProgress for StderrProgress {
+    fn start(&self, total: u64, chunks: u64) {
+        StderrProgress::start(self, "pulling", total, chunks);
+        self.log(|| format!("pulling {total} bytes in {chunks} chunks"));
+    }
+
+    fn chunk_done(&self, bytes: u64, _fate: aero_pull::ChunkFate) {
+        self.advance(bytes, 1);
+    }
+
+    fn finishing(&self) {
+        if let Some(bar) = &self.inner.bar {
+            bar.finish_and_clear();
+        }
+        self.log(|| "flushing and checking the disk".to_string());
+    }
+}
+
 /// Stdout was closed by its reader (`aero-host inspect IMG | head -1`).
 #[derive(Debug)]
 pub struct StdoutClosed;
@@ -186,6 +205,36 @@ pub fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
             summary.seconds
         );
     }
+    Ok(())
+}
+
+/// A pull's summary: one JSON object on stdout, or a human line on stderr.
+pub fn print_pull_summary(summary: &PullSummary, json: bool) -> Result<()> {
+    if json {
+        return out(serde_json::to_string(summary)?);
+    }
+    if summary.up_to_date {
+        eprintln!(
+            "{} already holds {} version {}",
+            summary.out, summary.image_id, summary.version
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "{} {} version {} to {} ({} chunks: {} downloaded ({} bytes), {} from the cache ({} bytes), {} zero, {} resumed; {:.2}s)",
+        if summary.dry_run { "would pull" } else { "pulled" },
+        summary.image_id,
+        summary.version,
+        summary.out,
+        summary.chunk_count,
+        summary.chunks_downloaded,
+        summary.bytes_downloaded,
+        summary.chunks_reused,
+        summary.bytes_reused,
+        summary.chunks_zero,
+        summary.chunks_resumed,
+        summary.seconds
+    );
     Ok(())
 }
 

@@ -2,10 +2,12 @@
 
 pub mod convert;
 pub mod gateway;
+pub mod images;
 pub mod inspect;
 pub mod nbd;
 pub mod plugins;
 pub mod publish;
+pub mod pull;
 pub mod run;
 pub mod serve;
 pub mod verify;

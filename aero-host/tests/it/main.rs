@@ -18,6 +18,8 @@ mod publish_roundtrip;
 mod publish_s3_credentials;
 mod serve_access;
 mod serve_access_browser;
+mod pull_catalog;
+mod pull_http;
 mod serve_browser;
 mod serve_cache;
 mod serve_hostile;

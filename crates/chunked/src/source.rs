@@ -201,6 +201,12 @@ impl HttpSource {
         if !status.is_success() {
             return Err(Attempt::Fatal(format!("HTTP {status}")));
         }
+        // The request asks for the whole object: a part of it is a broken cache or proxy.
+        if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            return Err(Attempt::Retryable(format!(
+                "HTTP {status} to a request for the whole object"
+            )));
+        }
         if let Some(encoding) = response.headers().get("content-encoding") {
             let encoding = encoding.to_str().unwrap_or("?").trim();
             if !encoding.eq_ignore_ascii_case("identity") {

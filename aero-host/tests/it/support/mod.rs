@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod lease;
 pub mod nbd;
+pub mod pull;
 pub mod serve;
 
 pub use aero_test_support::*;

@@ -1,0 +1,92 @@
+//! `aero-host images ls|sync`: the catalog's registry and its local copy.
+
+use crate::cli::{CatalogArgs, ImagesCommand};
+use crate::output::out;
+use crate::runtime::runtime;
+use aero_catalog::{load, sync, Registry};
+use anyhow::{anyhow, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `aero-host images`.
+pub fn command(cmd: ImagesCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            ImagesCommand::Ls {
+                catalog,
+                arch,
+                json,
+            } => {
+                let registry = registry(&catalog).await?;
+                let images: Vec<_> = registry.for_arch(arch.as_deref()).collect();
+                if json {
+                    out(serde_json::to_string(&images)?)?;
+                } else {
+                    for i in images {
+                        out(format_args!(
+                            "{}:{}\t{}\t{}\t{}",
+                            i.name,
+                            i.version,
+                            i.arch.as_deref().unwrap_or("any"),
+                            i.released_at.as_deref().unwrap_or("-"),
+                            i.description.as_deref().unwrap_or("")
+                        ))?;
+                    }
+                }
+            }
+            ImagesCommand::Sync { catalog } => {
+                let source = catalog
+                    .registry
+                    .clone()
+                    .ok_or_else(|| anyhow!("images sync needs --registry (or AERO_REGISTRY)"))?;
+                let local = local_copy(&catalog)?;
+                let outcome = sync(&[source], &local)
+                    .await
+                    .map_err(|e| anyhow!("{e}; the last good copy {} is kept", local.display()))?;
+                for w in &outcome.warnings {
+                    eprintln!("warning: {w}");
+                }
+                eprintln!(
+                    "synced {} images from {} to {}",
+                    outcome.images,
+                    outcome.source,
+                    local.display()
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The registry `--registry` names, else the local copy; warnings go to stderr.
+pub async fn registry(catalog: &CatalogArgs) -> Result<Registry> {
+    let location = match &catalog.registry {
+        Some(r) => r.clone(),
+        None => {
+            let local = local_copy(catalog)?;
+            if !local.is_file() {
+                return Err(anyhow!(
+                    "no registry: pass --registry URL|PATH, or run `aero-host images sync --registry …` to keep a local copy at {}",
+                    local.display()
+                ));
+            }
+            local.display().to_string()
+        }
+    };
+    let registry = load(&location).await?;
+    for w in &registry.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(registry)
+}
+
+/// The local copy of the registry: `<catalog dir>/registry.toml`.
+pub(crate) fn local_copy(catalog: &CatalogArgs) -> Result<PathBuf> {
+    let dir = match &catalog.catalog_dir {
+        Some(d) => d.clone(),
+        None => super::pull::user_cache_dir()?
+            .join("aero-host")
+            .join("catalog"),
+    };
+    Ok(dir.join("registry.toml"))
+}

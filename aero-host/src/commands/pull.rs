@@ -1,0 +1,338 @@
+//! `aero-host pull`: a published image into a local disk file, through the shared chunk cache.
+
+use super::storage_for;
+use super::verify::parse_header;
+use crate::cli::PullArgs;
+use crate::config::pick_storage;
+use crate::output::{print_pull_summary, StderrProgress};
+use crate::runtime::runtime;
+use aero_chunk_cache::ChunkCache;
+use aero_chunked::format::ManifestLimits;
+use aero_chunked::resolve::{resolve, Locator, Resolved};
+use aero_chunked::source::HttpSource;
+use aero_plugin_api::backend::Storage;
+use aero_plugin_host::{LibrarySelection, PluginSet};
+use aero_pull::{pull, PullOptions, PullSummary};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `aero-host pull`.
+pub fn command(
+    args: PullArgs,
+    cli_storage: Option<&str>,
+    libs: &LibrarySelection,
+) -> Result<ExitCode> {
+    let plugins = PluginSet::load(libs)?;
+    let storage = match (cli_storage, args.s3.spec()?) {
+        (None, None) => None,
+        (cli, s3) => Some(storage_for(
+            &plugins,
+            &pick_storage(cli, s3, None)?,
+            args.retries,
+        )?),
+    };
+    runtime()?.block_on(async {
+        let summary = pull_job(&plugins, &args, storage).await?;
+        print_pull_summary(&summary, args.json)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One pull (of `aero-host pull` or a `[[pull]]` job); `storage` is where a prefix is read.
+pub(crate) async fn pull_job(
+    plugins: &PluginSet,
+    args: &PullArgs,
+    storage: Option<Arc<Storage>>,
+) -> Result<PullSummary> {
+    let cache = open_cache(args)?;
+    let (locator, disk_sha256) = match locator(args, storage)? {
+        Some(locator) => (locator, None),
+        None => match catalog_image(args).await? {
+            CatalogImage::Chunked {
+                manifest,
+                disk_sha256,
+            } => (http_locator(&manifest, args)?, disk_sha256),
+            CatalogImage::Disk(image) => return pull_disk_file(plugins, &image, args).await,
+        },
+    };
+    let limits = ManifestLimits {
+        max_chunks: args.max_chunks,
+    };
+    let resolved = resolve(locator, limits).await?;
+    check_identity(&resolved, args)?;
+    pull_to(plugins, &resolved, args, cache, disk_sha256).await
+}
+
+/// What a catalog reference names.
+enum CatalogImage {
+    /// A published chunked image, and the digest of its whole disk when the catalog gives it.
+    Chunked {
+        manifest: String,
+        disk_sha256: Option<String>,
+    },
+    /// A plain disk file.
+    Disk(aero_catalog::Image),
+}
+
+/// The catalog entry `NAME[:VERSION]` names, for `--arch` or the host's architecture.
+async fn catalog_image(args: &PullArgs) -> Result<CatalogImage> {
+    let registry = super::images::registry(&args.catalog).await?;
+    let (name, version) = match args.source.split_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (args.source.as_str(), None),
+    };
+    let arch = args.arch.as_deref().unwrap_or(std::env::consts::ARCH);
+    let image = registry.find(name, version, arch)?;
+    Ok(match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Chunked { manifest } => CatalogImage::Chunked {
+            manifest: manifest.to_string(),
+            disk_sha256: image.sha256.clone(),
+        },
+        aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
+    })
+}
+
+/// A manifest URL with `--header`s and retries.
+fn http_locator(url: &str, args: &PullArgs) -> Result<Locator> {
+    let url = url::Url::parse(url).with_context(|| format!("'{url}' is not a valid URL"))?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<_>>()?;
+    Ok(Locator::Url(HttpSource::new(
+        url,
+        headers,
+        args.retries.max(1),
+    )?))
+}
+
+/// Where the manifest is: a URL, a storage prefix, or a local file; `None` for a catalog
+/// reference.
+fn locator(args: &PullArgs, storage: Option<Arc<Storage>>) -> Result<Option<Locator>> {
+    let storage_given = storage.is_some();
+    let is_url = args.source.starts_with("http://") || args.source.starts_with("https://");
+    if !args.headers.is_empty() && !is_url {
+        bail!("--header is only valid with a manifest URL");
+    }
+    if is_url {
+        if storage_given {
+            bail!("a manifest URL cannot be combined with --storage or --bucket");
+        }
+        return http_locator(&args.source, args).map(Some);
+    }
+    if let Some(storage) = storage {
+        return Ok(Some(Locator::Prefix {
+            storage,
+            prefix: args.source.clone(),
+            image_id: args.image_id.clone(),
+            version: args.image_version.clone(),
+        }));
+    }
+    let path = PathBuf::from(&args.source);
+    if path.is_file() {
+        return Ok(Some(Locator::File(path)));
+    }
+    if args.source.contains('/') || args.source.ends_with(".json") {
+        bail!(
+            "'{}' is neither a manifest URL nor an existing manifest file (a storage prefix needs --storage)",
+            args.source
+        );
+    }
+    Ok(None)
+}
+
+/// `--image-id` and `--image-version` against the manifest found.
+fn check_identity(resolved: &Resolved, args: &PullArgs) -> Result<()> {
+    let manifest = &resolved.manifest;
+    if let Some(id) = args
+        .image_id
+        .as_ref()
+        .filter(|id| **id != manifest.image_id)
+    {
+        bail!(
+            "{}: imageId is '{}', expected '{id}'",
+            resolved.location,
+            manifest.image_id
+        );
+    }
+    if let Some(v) = args
+        .image_version
+        .as_ref()
+        .filter(|v| **v != manifest.version)
+    {
+        bail!(
+            "{}: version is '{}', expected '{v}'",
+            resolved.location,
+            manifest.version
+        );
+    }
+    Ok(())
+}
+
+/// The chunk cache `--cache-dir`/`--no-cache` select; by default under the user's cache
+/// directory.
+fn open_cache(args: &PullArgs) -> Result<Option<Arc<ChunkCache>>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    let dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => ChunkCache::default_dir(&user_cache_dir()?),
+    };
+    let cache = ChunkCache::open(&dir, args.cache_max_bytes)
+        .with_context(|| format!("opening the chunk cache {}", dir.display()))?;
+    Ok(Some(Arc::new(cache)))
+}
+
+/// `$XDG_CACHE_HOME`, else `$HOME/.cache`.
+pub(crate) fn user_cache_dir() -> Result<PathBuf> {
+    let from_env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    from_env("XDG_CACHE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
+        .ok_or_else(|| {
+            anyhow!(
+                "no cache directory: set XDG_CACHE_HOME or HOME, or pass --cache-dir or --no-cache"
+            )
+        })
+}
+
+/// Pulls into `OUT` as raw, or as raw beside it and then converted with the format's writer.
+pub(crate) async fn pull_to(
+    plugins: &PluginSet,
+    resolved: &Resolved,
+    args: &PullArgs,
+    cache: Option<Arc<ChunkCache>>,
+    disk_sha256: Option<String>,
+) -> Result<PullSummary> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.{}", resolved.manifest.image_id, args.to)));
+    let options = PullOptions {
+        concurrency: args.concurrency,
+        attempts: args.retries,
+        cache,
+        dry_run: args.dry_run,
+        disk_sha256,
+    };
+    let progress = StderrProgress::new(args.json);
+    if args.to == "raw" {
+        return pull(resolved, &out, &options, &progress)
+            .await
+            .with_context(|| format!("pulling {} to {}", resolved.location, out.display()));
+    }
+    let raw = raw_stage_path(&out);
+    let mut summary = pull(resolved, &raw, &options, &progress)
+        .await
+        .with_context(|| format!("pulling {} to {}", resolved.location, raw.display()))?;
+    if !args.dry_run {
+        convert_raw(plugins, &raw, &out, &args.to)?;
+        std::fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
+    }
+    summary.out = out.display().to_string();
+    Ok(summary)
+}
+
+/// The raw file a pull `--to FORMAT` writes first: `OUT.pull.raw`.
+fn raw_stage_path(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".pull.raw");
+    PathBuf::from(name)
+}
+
+/// Converts the pulled raw file to `target` with the format's writer (which never leaves a
+/// file at `out` that looks complete).
+fn convert_raw(plugins: &PluginSet, raw: &Path, out: &Path, target: &str) -> Result<()> {
+    let disk = super::open_image(plugins, raw, "raw", false, &[])?;
+    let format = plugins
+        .formats()
+        .require(target)
+        .map_err(|e| anyhow!("{e}"))?;
+    let writer = format
+        .writer()
+        .ok_or_else(|| anyhow!("format '{target}' cannot write images"))?;
+    writer
+        .write(disk.disk.as_ref(), out)
+        .map_err(|e| anyhow!("writing {}: {e}", out.display()))?;
+    Ok(())
+}
+
+/// Pulls a catalog's plain disk file: downloaded beside `OUT`, checked against its sha256,
+/// then converted to a sparse raw `OUT` (temporary name, renamed).
+async fn pull_disk_file(
+    plugins: &PluginSet,
+    image: &aero_catalog::Image,
+    args: &PullArgs,
+) -> Result<PullSummary> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncWriteExt;
+    let started = std::time::Instant::now();
+    let (url, format, sha256) = match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Disk {
+            url,
+            format,
+            sha256,
+        } => (url, format, sha256),
+        aero_catalog::ImageKind::Chunked { .. } => {
+            bail!("{} is a chunked image", image.reference())
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.raw", image.name)));
+    let mut summary = PullSummary {
+        image_id: image.name.clone(),
+        version: image.version.clone(),
+        out: out.display().to_string(),
+        dry_run: args.dry_run,
+        ..PullSummary::default()
+    };
+    if args.dry_run {
+        return Ok(summary);
+    }
+    let download = raw_stage_path(&out).with_extension("download");
+    let result = async {
+        let mut response = reqwest::get(url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("GET {url}"))?;
+        let mut file = tokio::fs::File::create(&download)
+            .await
+            .with_context(|| format!("creating {}", download.display()))?;
+        let mut hasher = Sha256::new();
+        while let Some(piece) = response
+            .chunk()
+            .await
+            .with_context(|| format!("GET {url}"))?
+        {
+            hasher.update(&piece);
+            summary.bytes_downloaded += piece.len() as u64;
+            file.write_all(&piece)
+                .await
+                .with_context(|| format!("writing {}", download.display()))?;
+        }
+        file.flush().await?;
+        let actual = hex::encode(hasher.finalize());
+        if actual != sha256.to_ascii_lowercase() {
+            bail!("{url}: sha256 is {actual}, the catalog says {sha256}");
+        }
+        let disk = super::open_image(plugins, &download, format, false, &[])?;
+        let converted = aero_chunked::sink::write_sparse_raw(disk.disk.as_ref(), &out)?;
+        summary.total_size = converted.virtual_size;
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&download);
+    result.with_context(|| format!("pulling {} to {}", image.reference(), out.display()))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

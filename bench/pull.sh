@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# aero-host pull from nginx (sendfile, 2 workers) on 127.0.0.1, beside reference runs:
+#   1. a 1 GiB random image vs `curl -o` of the same raw bytes from the same nginx
+#      (target <= 1.2x curl's time; the pull verifies every chunk, checks the whole-disk
+#      sha256 of its sha256- version and fsyncs the file; curl does neither)
+#   2. an 8 GiB image holding 256 MiB of data: time per data byte vs run 1 (target <= 2x),
+#      and `qemu-img convert` of the raw file over HTTP from the same nginx (BENCH_QEMU=1)
+#   3. a re-pull from the chunk cache: bytes downloaded and time
+#   4. a version with 1% of its chunks changed, through the cache: bytes downloaded and time
+#
+#   bench/pull.sh [WORK_DIR] [SIZE_MIB]     # defaults: target/bench-pull, 1024
+#   AERO_BIN=PATH bench/pull.sh …            # an already built binary instead of a release build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(realpath -m "${1:-target/bench-pull}")
+size_mib=${2:-1024}
+for tool in nginx curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench/pull.sh needs $tool (apt-get install -y nginx curl python3)" >&2; exit 1; }
+done
+if [ -n "${AERO_BIN:-}" ]; then
+  bin=$(realpath "$AERO_BIN")
+else
+  cargo build --release -q -p aero-host
+  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
+fi
+mkdir -p "$work"
+store=$work/store
+chunk=4194304
+
+publish() { # FILE ID -> version
+  "$bin" publish --storage "fs:$store" --file "$1" --prefix "images/$2/" \
+    --compute-version sha256 --publish-latest --chunk-size $chunk --json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'
+}
+now() { date +%s.%N; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+if [ ! -f "$work/big.raw" ]; then
+  head -c "${size_mib}M" /dev/urandom > "$work/big.raw.tmp" && mv "$work/big.raw.tmp" "$work/big.raw"
+fi
+if [ ! -f "$work/sparse.raw" ]; then
+  # 8 GiB holding 256 MiB: 64 data chunks of 4 MiB spread over the disk.
+  truncate -s 8G "$work/sparse.raw.tmp"
+  for i in $(seq 0 63); do
+    dd if=/dev/urandom of="$work/sparse.raw.tmp" bs=4M count=1 seek=$((i * 32)) conv=notrunc status=none
+  done
+  mv "$work/sparse.raw.tmp" "$work/sparse.raw"
+fi
+rm -rf "$store"
+v_big=$(publish "$work/big.raw" big)
+v_sparse=$(publish "$work/sparse.raw" sparse)
+mkdir -p "$store/raw"
+ln -f "$work/big.raw" "$store/raw/big.raw"
+ln -f "$work/sparse.raw" "$store/raw/sparse.raw"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ngx=$work/nginx
+mkdir -p "$ngx"
+cat > "$ngx/nginx.conf" <<CONF
+user root;
+worker_processes 2;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $ngx/body;
+  proxy_temp_path $ngx/proxy;
+  fastcgi_temp_path $ngx/fcgi;
+  uwsgi_temp_path $ngx/uwsgi;
+  scgi_temp_path $ngx/scgi;
+  server { listen 127.0.0.1:$port; root $store; }
+}
+CONF
+nginx -c "$ngx/nginx.conf"
+trap 'kill -QUIT $(cat "$ngx/nginx.pid") 2>/dev/null || true' EXIT
+base=http://127.0.0.1:$port
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/raw/big.raw" -r 0-0)" = 206 ] || { echo "nginx does not serve $store" >&2; exit 1; }
+
+out=$work/out
+rm -rf "$out" "$work/cache" && mkdir -p "$out"
+pull() { # URL OUT [ARGS...] -> JSON summary
+  local url=$1 dst=$2; shift 2
+  "$bin" pull "$url" -o "$dst" --json "$@"
+}
+
+echo "== 1. ${size_mib} MiB random image"
+sync
+t0=$(now); curl -s -o "$out/curl.raw" "$base/raw/big.raw"; t1=$(now)
+curl_s=$(python3 -c "print($t1 - $t0)")
+rm -f "$out/curl.raw"; sync
+t0=$(now); s1=$(pull "$base/images/big/$v_big/manifest.json" "$out/big.raw" --no-cache); t1=$(now)
+pull_s=$(python3 -c "print($t1 - $t0)")
+cmp "$out/big.raw" "$work/big.raw"
+python3 -c "print(f'curl -o: {$curl_s:.2f} s   aero-host pull: {$pull_s:.2f} s   ratio {$pull_s/$curl_s:.2f}x (target <= 1.2x)')"
+
+echo "== 2. 8 GiB image holding 256 MiB"
+rm -f "$out/big.raw"; sync
+t0=$(now); s2=$(pull "$base/images/sparse/$v_sparse/manifest.json" "$out/sparse.raw" --no-cache); t1=$(now)
+sparse_s=$(python3 -c "print($t1 - $t0)")
+cmp "$out/sparse.raw" "$work/sparse.raw"
+python3 -c "
+per_big = $pull_s / ($size_mib * 2**20); per_sparse = $sparse_s / (256 * 2**20)
+print(f'pull: {$sparse_s:.2f} s, {$(field "$s2" chunks_zero)} zero chunks never fetched; per data byte {per_sparse/per_big:.2f}x the ${size_mib} MiB pull (target <= 2x)')"
+if [ "${BENCH_QEMU:-0}" = 1 ]; then
+  t0=$(now); qemu-img convert -f raw -O raw "$base/raw/sparse.raw" "$out/qemu.raw"; t1=$(now)
+  python3 -c "print(f'qemu-img convert over HTTP: {$t1 - $t0:.2f} s, ratio pull/qemu {$sparse_s/($t1 - $t0):.3f}x')"
+  rm -f "$out/qemu.raw"
+else
+  echo "(qemu-img convert over HTTP of the 8 GiB file: BENCH_QEMU=1)"
+fi
+rm -f "$out/sparse.raw"
+
+echo "== 3. re-pull from the cache"
+pull "$base/images/big/$v_big/manifest.json" "$out/fill.raw" --cache-dir "$work/cache" >/dev/null
+rm -f "$out/fill.raw"; sync
+t0=$(now); s3=$(pull "$base/images/big/$v_big/manifest.json" "$out/again.raw" --cache-dir "$work/cache"); t1=$(now)
+echo "re-pull: $(python3 -c "print(f'{$t1 - $t0:.2f}')") s, bytes downloaded $(field "$s3" bytes_downloaded), reused $(field "$s3" bytes_reused) (first pull: ${pull_s%.*} s)"
+rm -f "$out/again.raw"
+
+echo "== 4. a version with 1% of its chunks changed"
+cp --reflink=auto "$work/big.raw" "$work/changed.raw"
+chunks=$((size_mib / 4)); changed=$(( (chunks + 99) / 100 ))
+for i in $(seq 1 $changed); do
+  dd if=/dev/urandom of="$work/changed.raw" bs=4096 count=1 seek=$(( (i * chunks / (changed + 1)) * 1024 )) conv=notrunc status=none
+done
+v_changed=$(publish "$work/changed.raw" big)
+t0=$(now); s4=$(pull "$base/images/big/$v_changed/manifest.json" "$out/changed.raw" --cache-dir "$work/cache"); t1=$(now)
+cmp "$out/changed.raw" "$work/changed.raw"
+echo "new version: $(python3 -c "print(f'{$t1 - $t0:.2f}')") s, $(field "$s4" chunks_downloaded) of $chunks chunks downloaded ($(field "$s4" bytes_downloaded) bytes), $(field "$s4" chunks_reused) from the cache"
+rm -f "$out/changed.raw" "$work/changed.raw"

@@ -1,0 +1,163 @@
+//! The registry file's entries and finding an image in them.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// One registry file as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// The images.
+    #[serde(default)]
+    pub images: Vec<Image>,
+    /// Other registries to read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub includes: Vec<Include>,
+}
+
+/// `[[includes]]`: another registry, by URL or path (relative to the including file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Include {
+    /// URL or path.
+    #[serde(alias = "path")]
+    pub url: String,
+}
+
+/// `[[images]]`: one image version.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Name (`debian`).
+    pub name: String,
+    /// Version (`12.5`).
+    pub version: String,
+    /// Release date or time, ISO 8601; the highest is a name's latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Architecture (`x86_64`, `aarch64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Lowercase hex sha256: of the downloaded file (`url`), or of the guest disk (`manifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A plain disk file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A published chunked image's manifest URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// The format of `url`: raw (default), qcow2, vhd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// How an image is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageKind<'a> {
+    /// A published chunked image.
+    Chunked {
+        /// The manifest URL.
+        manifest: &'a str,
+    },
+    /// A plain disk file, checked against its sha256 and converted to raw.
+    Disk {
+        /// The file's URL.
+        url: &'a str,
+        /// Its format.
+        format: &'a str,
+        /// Its digest.
+        sha256: &'a str,
+    },
+}
+
+impl Image {
+    /// `name:version`.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.name, self.version)
+    }
+
+    /// How the image is fetched; an error names what the entry lacks.
+    pub fn kind(&self) -> std::result::Result<ImageKind<'_>, String> {
+        match (&self.manifest, &self.url) {
+            (Some(manifest), None) => Ok(ImageKind::Chunked { manifest }),
+            (None, Some(url)) => {
+                let sha256 = self
+                    .sha256
+                    .as_deref()
+                    .ok_or_else(|| format!("{}: a disk file needs its sha256", self.reference()))?;
+                let format = self.format.as_deref().unwrap_or("raw");
+                if !matches!(format, "raw" | "qcow2" | "vhd") {
+                    return Err(format!(
+                        "{}: format '{format}' is not raw, qcow2 or vhd",
+                        self.reference()
+                    ));
+                }
+                Ok(ImageKind::Disk {
+                    url,
+                    format,
+                    sha256,
+                })
+            }
+            (Some(_), Some(_)) => Err(format!("{}: both manifest and url", self.reference())),
+            (None, None) => Err(format!("{}: neither manifest nor url", self.reference())),
+        }
+    }
+
+    /// Checks the entry's rules.
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        if self.name.is_empty() || self.version.is_empty() {
+            return Err("an image has an empty name or version".into());
+        }
+        if let Some(d) = &self.sha256 {
+            if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{}: sha256 '{d}' is not 64 hex digits",
+                    self.reference()
+                ));
+            }
+        }
+        self.kind().map(|_| ())
+    }
+}
+
+/// Every image of a registry and its includes.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// The images, first registry first.
+    pub images: Vec<Image>,
+    /// What was skipped, and why (name:version conflicts).
+    pub warnings: Vec<String>,
+}
+
+impl Registry {
+    /// The images for `arch` (all with `None`; an entry without `arch` fits any).
+    pub fn for_arch<'a>(&'a self, arch: Option<&'a str>) -> impl Iterator<Item = &'a Image> {
+        self.images
+            .iter()
+            .filter(move |i| arch.is_none() || i.arch.is_none() || i.arch.as_deref() == arch)
+    }
+
+    /// The image `name` at `version` (or its latest: the highest `released_at`) for `arch`.
+    pub fn find<'a>(
+        &'a self,
+        name: &str,
+        version: Option<&str>,
+        arch: &'a str,
+    ) -> Result<&'a Image> {
+        let candidates = self.for_arch(Some(arch)).filter(|i| i.name == name);
+        let found = match version {
+            Some(v) => candidates.into_iter().find(|i| i.version == v),
+            None => candidates.max_by(|a, b| a.released_at.cmp(&b.released_at)),
+        };
+        found.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no image {name}{} for {arch} in the registry",
+                version.map(|v| format!(":{v}")).unwrap_or_default()
+            ))
+        })
+    }
+}
