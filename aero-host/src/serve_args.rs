@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// [env AERO_STORAGE_CACHE_BYTES; default 268435456].
     #[arg(long)]
     pub cache_bytes: Option<u64>,
+    /// Files kept open for positional reads on an fs storage, 0 = open per read
+    /// [env AERO_STORAGE_OPEN_FILES; default 256].
+    #[arg(long)]
+    pub open_files: Option<usize>,
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [env AERO_STORAGE_SHUTDOWN_GRACE_SECS; default 30].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
@@ -310,6 +314,11 @@ impl ServeArgs {
             self.cache_bytes,
             env.num("AERO_STORAGE_CACHE_BYTES")?,
             d.cache_bytes,
+        );
+        s.open_files = opt(
+            self.open_files,
+            env.num("AERO_STORAGE_OPEN_FILES")?,
+            d.open_files,
         );
         s.shutdown_grace = opt(
             self.shutdown_grace_secs.map(Duration::from_secs),

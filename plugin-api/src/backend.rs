@@ -60,6 +60,16 @@ pub struct Storage {
     /// when the backend can make them; `None` when every object must be written with its
     /// bytes.
     pub copies: Option<Arc<dyn ObjectCopies>>,
+    /// Where objects are local files that a reader may open once and read at any offset
+    /// (`fs`); `None` elsewhere.
+    pub local_files: Option<Arc<dyn LocalFiles>>,
+}
+
+/// Objects that are files on this machine.
+pub trait LocalFiles: Send + Sync {
+    /// The path of the file holding the object `key`; an error for a key that would leave the
+    /// storage's root.
+    fn path(&self, key: &str) -> Result<std::path::PathBuf>;
 }
 
 /// Deferred durability: objects written without a sync each, then made durable together.

@@ -10,8 +10,8 @@
 //! `user.sha256` (opendal's own `fs` copy would copy the bytes).
 
 use aero_plugin_api::backend::{
-    async_trait, opendal, Durability, ObjectCopies, ObjectMeta, Settings, Storage, StorageBackend,
-    ZeroObjects, DIGEST_METADATA_KEY,
+    async_trait, opendal, Durability, LocalFiles, ObjectCopies, ObjectMeta, Settings, Storage,
+    StorageBackend, ZeroObjects, DIGEST_METADATA_KEY,
 };
 use aero_plugin_api::{register_backend, Error, Result};
 use std::collections::{HashMap, HashSet};
@@ -75,6 +75,7 @@ impl StorageBackend for FsBackend {
             description: format!("fs:{root_str}"),
             zero_objects: Some(Arc::clone(&files) as Arc<dyn ZeroObjects>),
             copies: Some(Arc::clone(&files) as Arc<dyn ObjectCopies>),
+            local_files: Some(Arc::clone(&files) as Arc<dyn LocalFiles>),
             durability: Some(files),
         })
     }
@@ -88,7 +89,7 @@ struct Files {
     zero_templates: Mutex<HashMap<u64, PathBuf>>,
 }
 
-impl Files {
+impl LocalFiles for Files {
     /// The path of `key`, refusing keys that would leave the root.
     fn path(&self, key: &str) -> Result<PathBuf> {
         if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c == ".." || c == ".") {
@@ -96,7 +97,9 @@ impl Files {
         }
         Ok(self.root.join(key))
     }
+}
 
+impl Files {
     /// Links `target` to the inode at `source` through the staging directory, when that inode
     /// passes `check`; `false` (and nothing changed) when the source is missing, fails the
     /// check or cannot take another link.

@@ -36,6 +36,7 @@ impl StorageBackend for MemoryBackend {
             zero_objects: None,
             durability: None,
             copies: Some(Arc::new(InProcessCopies)),
+            local_files: None,
         })
     }
 }

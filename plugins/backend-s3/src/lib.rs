@@ -107,6 +107,7 @@ impl StorageBackend for S3Backend {
             },
             zero_objects: Some(Arc::new(ZeroCopies::default())),
             copies: Some(Arc::new(ServerCopies)),
+            local_files: None,
             // An acknowledged PUT is durable.
             durability: None,
         })
