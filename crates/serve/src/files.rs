@@ -37,7 +37,8 @@ impl OpenFiles {
     }
 
     /// Files open now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.open.len()
     }
 
