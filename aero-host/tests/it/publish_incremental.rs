@@ -69,7 +69,7 @@ fn a_new_version_copies_unchanged_chunks_unless_told_not_to() {
     );
     use std::os::unix::fs::MetadataExt;
     let inode = |v: &str| {
-        std::fs::metadata(root.join(format!("images/disk/{v}/chunks/{}", chunk_name(7))))
+        std::fs::metadata(root.join(format!("images/disk/{v}/{}", chunk_name(7))))
             .unwrap()
             .ino()
     };
