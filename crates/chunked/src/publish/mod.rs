@@ -751,13 +751,13 @@ impl Job {
         if !expected.held_by(&self.storage, source, &meta, true).await? {
             return Ok(false);
         }
-        Ok(copies
+        copies
             .copy(&self.storage.operator, source, key, len)
             .await
             .map_err(|e| Error::Context {
                 context: format!("copying chunk {source} of the base version to {key}"),
                 source: Box::new(e.into()),
-            })?)
+            })
     }
 
     fn outcome(

@@ -20,7 +20,7 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable, no-transform";
 struct MemDisk(Vec<u8>);
 
 impl MemDisk {
-    fn new(changed: &[u64]) -> Arc<dyn VirtualDisk> {
+    fn with_changes(changed: &[u64]) -> Arc<dyn VirtualDisk> {
         let mut bytes = vec![0u8; (CHUNK * CHUNKS) as usize];
         for i in (0..CHUNKS).filter(|&i| i != 5) {
             let start = (i * CHUNK) as usize;
@@ -110,9 +110,9 @@ fn chunk_key(version: &str, index: u64) -> String {
 /// Publishes v1, then v2 with chunks 2 and 6 changed, and checks what v2 holds.
 async fn publish_two_versions(s: &Arc<Storage>) -> PublishSummary {
     let run = |disk, version| publish(Arc::clone(s), disk, plan(version), Arc::new(NoProgress));
-    let v1 = run(MemDisk::new(&[]), "v1").await.unwrap();
+    let v1 = run(MemDisk::with_changes(&[]), "v1").await.unwrap();
     assert_eq!(v1.uploaded_chunks, 7);
-    let changed = MemDisk::new(&[2, 6]);
+    let changed = MemDisk::with_changes(&[2, 6]);
     let v2 = run(Arc::clone(&changed), "v2").await.unwrap();
     let what = &s.description;
     assert_eq!(v2.base_version.as_deref(), Some("v1"), "{what}");
@@ -219,7 +219,7 @@ async fn an_s3_copy_failing_inside_a_200_fails_the_publish() {
     let direct = s3(&server.endpoint());
     publish(
         Arc::clone(&direct),
-        MemDisk::new(&[]),
+        MemDisk::with_changes(&[]),
         plan("v1"),
         Arc::new(NoProgress),
     )
@@ -227,10 +227,15 @@ async fn an_s3_copy_failing_inside_a_200_fails_the_publish() {
     .unwrap();
     let proxy = failing_copy_proxy(server.port).await;
     let faulty = s3(&format!("http://127.0.0.1:{proxy}"));
-    let err = publish(faulty, MemDisk::new(&[2]), plan("v2"), Arc::new(NoProgress))
-        .await
-        .unwrap_err()
-        .chain();
+    let err = publish(
+        faulty,
+        MemDisk::with_changes(&[2]),
+        plan("v2"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err()
+    .chain();
     assert!(
         err.contains("copying chunk images/disk/v1/chunks/") && err.contains("AccessDenied"),
         "{err}"
