@@ -4,6 +4,12 @@
 #   1 MiB Range GETs of a raw image      (target >= 0.8x nginx req/s)
 #   4 KiB Range GETs of a raw image      (target >= 0.5x)
 #   4 MiB chunk GETs of a published image (target >= 0.8x nginx serving the same chunk files)
+# (each the same range again and again), and random aligned ranges over a 1 GiB raw image
+# (larger than the default 256 MiB piece cache), default read settings:
+#   4 KiB random ranges  (target >= 0.5x)
+#   1 MiB random ranges  (target >= 1.0x)
+# and the 4 KiB random ranges again with --open-files 0 (every read opens the object, as before
+# the open-file cache), for comparison.
 # Prints req/s of each side and the ratios.
 #
 #   bench/serve.sh [WORK_DIR] [SECONDS]     # defaults: target/bench-serve, 6
@@ -29,7 +35,19 @@ if [ ! -f "$store/images/bench/latest.json" ]; then
 fi
 mkdir -p "$store/raw"
 [ -f "$store/raw/disk.raw" ] || cp "$work/disk.raw" "$store/raw/disk.raw"
-echo '[{"id":"disk","file":"raw/disk.raw","name":"bench disk"}]' > "$store/manifest.json"
+[ -f "$store/raw/big.raw" ] || head -c 1G /dev/urandom > "$store/raw/big.raw"
+echo '[{"id":"disk","file":"raw/disk.raw","name":"bench disk"},{"id":"big","file":"raw/big.raw","name":"1 GiB"}]' > "$store/manifest.json"
+cat "$store/raw/big.raw" > /dev/null
+# wrk script: GETs of random RANGE_SIZE-aligned ranges of a 1 GiB object.
+cat > "$work/random.lua" <<'LUA'
+math.randomseed(42)
+local size = tonumber(os.getenv("RANGE_SIZE"))
+local blocks = math.floor(1073741824 / size)
+request = function()
+  local start = math.random(0, blocks - 1) * size
+  return wrk.format("GET", nil, {["Range"] = "bytes=" .. start .. "-" .. (start + size - 1)})
+end
+LUA
 version=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$store/images/bench/latest.json")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -53,12 +71,18 @@ http {
 }
 CONF
 nginx -c "$ngx_dir/nginx.conf"
-RUST_LOG=warn "$bin" --storage "fs:$store" serve --listen-addr "127.0.0.1:$aero_port" \
-  --max-concurrent-bytes-requests 0 --max-range-bytes 8388608 > "$work/serve.log" 2>&1 &
-aero_pid=$!
-cleanup() { kill "$aero_pid" 2>/dev/null || true; nginx -c "$ngx_dir/nginx.conf" -s stop 2>/dev/null || true; }
+aero_pid=""
+# start_aero [FLAGS...]: (re)starts aero-host serve on $aero_port.
+start_aero() {
+  [ -n "$aero_pid" ] && { kill "$aero_pid"; wait "$aero_pid" 2>/dev/null || true; }
+  RUST_LOG=warn "$bin" --storage "fs:$store" serve --listen-addr "127.0.0.1:$aero_port" \
+    --max-concurrent-bytes-requests 0 --max-range-bytes 8388608 "$@" > "$work/serve.log" 2>&1 &
+  aero_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aero_port/health" >/dev/null && break; sleep 0.1; done
+}
+cleanup() { [ -n "$aero_pid" ] && kill "$aero_pid" 2>/dev/null; nginx -c "$ngx_dir/nginx.conf" -s stop 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aero_port/health" >/dev/null && break; sleep 0.1; done
+start_aero
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$ngx_port/manifest.json" && break; sleep 0.1; done
 
 # req/s of one wrk run: URL [header]
@@ -67,6 +91,10 @@ rps() {
   local args=(-t2 -c32 -d"${secs}s")
   [ -n "$header" ] && args+=(-H "$header")
   wrk "${args[@]}" "$url" | awk '/Requests\/sec/ {print $2}'
+}
+# req/s of random aligned ranges of SIZE bytes: URL SIZE
+random_rps() {
+  RANGE_SIZE=$2 wrk -t2 -c32 -d"${secs}s" -s "$work/random.lua" "$1" | awk '/Requests\/sec/ {print $2}'
 }
 # Sanity: both sides give the same bytes.
 check() {
@@ -95,3 +123,10 @@ row() {
 row "1 MiB range GET" 0.8 "$(rps "$aero_raw" "$one_mib")" "$(rps "$ngx_raw" "$one_mib")"
 row "4 KiB range GET" 0.5 "$(rps "$aero_raw" "$four_kib")" "$(rps "$ngx_raw" "$four_kib")"
 row "4 MiB chunk GET" 0.8 "$(rps "$aero_chunk")" "$(rps "$ngx_chunk")"
+aero_big=http://127.0.0.1:$aero_port/v1/images/big
+ngx_big=http://127.0.0.1:$ngx_port/raw/big.raw
+check "$aero_big" 'Range: bytes=1048576-1052671' "$ngx_big"
+row "4 KiB random ranges" 0.5 "$(random_rps "$aero_big" 4096)" "$(random_rps "$ngx_big" 4096)"
+row "1 MiB random ranges" 1.0 "$(random_rps "$aero_big" 1048576)" "$(random_rps "$ngx_big" 1048576)"
+start_aero --open-files 0
+row "4 KiB random, no fds" 0.5 "$(random_rps "$aero_big" 4096)" "$(random_rps "$ngx_big" 4096)"

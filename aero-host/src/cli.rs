@@ -3,7 +3,7 @@
 //! `[[publish]]` entries of a config take theirs from [`PublishArgs::defaults`].
 
 use aero_chunked::format::{DEFAULT_CHUNK_SIZE, IMMUTABLE_CACHE_CONTROL, LATEST_CACHE_CONTROL};
-use aero_chunked::publish::{self, PublishPlan};
+use aero_chunked::publish::{self, Base, PublishPlan};
 use aero_chunked::store::CacheControls;
 use aero_plugin_host::PluginSet;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
@@ -408,6 +408,10 @@ pub struct PublishArgs {
     /// Do not write meta.json.
     #[arg(long)]
     pub no_meta: bool,
+    /// Copy chunks unchanged since this version instead of uploading them: `auto` (the version
+    /// latest.json names, when there is one), `latest`, a version, or `none`.
+    #[arg(long, default_value = "auto")]
+    pub base: String,
 }
 
 impl PublishArgs {
@@ -447,6 +451,7 @@ impl PublishArgs {
             checksum: self.checksum.into(),
             concurrency: self.concurrency,
             no_meta: self.no_meta,
+            base: Base::parse(&self.base),
             original_filename: self
                 .file
                 .file_name()
@@ -474,6 +479,7 @@ mod tests {
         assert_eq!(d.cache_control_chunks, IMMUTABLE_CACHE_CONTROL);
         assert_eq!(d.cache_control_latest, LATEST_CACHE_CONTROL);
         assert!(!d.allow_backing && !d.publish_latest && !d.no_meta);
+        assert_eq!(d.base, "auto");
     }
 
     #[test]

@@ -240,6 +240,7 @@ struct PublishEntry {
     concurrency: Option<usize>,
     retries: Option<usize>,
     no_meta: Option<bool>,
+    base: Option<String>,
     #[serde(default, deserialize_with = "boolean")]
     verify: Option<bool>,
     #[serde(default, deserialize_with = "count")]
@@ -283,6 +284,7 @@ impl PublishEntry {
                 concurrency: self.concurrency.unwrap_or(d.concurrency),
                 retries: self.retries.unwrap_or(d.retries),
                 no_meta: self.no_meta.unwrap_or(d.no_meta),
+                base: self.base.unwrap_or(d.base),
             },
             verify: self.verify.unwrap_or(true),
             verify_chunk_sample: self.verify_chunk_sample,

@@ -189,19 +189,30 @@ pub fn out(text: impl std::fmt::Display) -> Result<()> {
 
 /// A publish's summary: one JSON line on stdout, or a human line on stderr.
 pub fn print_summary(summary: &PublishSummary, json: bool) -> Result<()> {
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
     if json {
         out(serde_json::to_string(summary)?)?;
     } else {
+        let base = match &summary.base_version {
+            Some(version) => format!(" from base {version}"),
+            None => String::new(),
+        };
         eprintln!(
-            "published {} version {} to {} ({} chunks, {} zero, {} already stored; {} bytes read, {} uploaded, {:.2}s)",
+            "published {} version {} to {} ({} chunks: {} uploaded ({} bytes), {} copied{base} ({} bytes), {} zero ({} bytes), {} already stored; {} bytes read, {:.2}s)",
             summary.image_id,
             summary.version,
             summary.manifest_key,
             summary.chunk_count,
+            summary.uploaded_chunks,
+            summary.bytes_uploaded,
+            summary.copied_chunks,
+            summary.bytes_copied,
             summary.zero_chunks,
+            summary.zero_bytes,
             summary.skipped_chunks,
             summary.bytes_read,
-            summary.bytes_uploaded,
             summary.seconds
         );
     }

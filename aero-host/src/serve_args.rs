@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// [env AERO_STORAGE_CACHE_BYTES; default 268435456].
     #[arg(long)]
     pub cache_bytes: Option<u64>,
+    /// Files kept open for positional reads on an fs storage, 0 = open per read
+    /// [env AERO_STORAGE_OPEN_FILES; default 256].
+    #[arg(long)]
+    pub open_files: Option<usize>,
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [env AERO_STORAGE_SHUTDOWN_GRACE_SECS; default 30].
     #[arg(long)]
     pub shutdown_grace_secs: Option<u64>,
@@ -146,6 +150,25 @@ impl Env<'_> {
             }),
         }
     }
+}
+
+/// The table of settings that are a flag or `[serve]` key, else one environment variable, else
+/// the default already in `settings`: one row `field <- flag, "ENV_NAME", parser[, conversion];`
+/// (`parser` is `num` or `boolean` of [`Env`]; the conversion applies to either source).
+macro_rules! layered {
+    ($args:ident, $env:ident, $settings:ident; $($field:ident <- $flag:ident, $name:literal, $parse:ident $(, $conv:path)?;)*) => {
+        $(
+            $settings.$field = match $args.$flag {
+                Some(given) => layered!(@convert given $(, $conv)?),
+                None => match $env.$parse($name)? {
+                    Some(found) => layered!(@convert found $(, $conv)?),
+                    None => $settings.$field,
+                },
+            };
+        )*
+    };
+    (@convert $value:ident) => { $value };
+    (@convert $value:ident, $conv:path) => { $conv($value) };
 }
 
 impl ServeArgs {
@@ -251,12 +274,6 @@ impl ServeArgs {
             })
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
-        let max_chunk_bytes = match self.max_chunk_bytes {
-            Some(v) => v,
-            None => env
-                .num("AERO_STORAGE_MAX_CHUNK_BYTES")?
-                .unwrap_or(d.max_chunk_bytes),
-        };
         let git_sha = env
             .first(&["AERO_STORAGE_SERVER_GIT_SHA", "GIT_SHA"])
             .map(|(_, v)| v)
@@ -267,85 +284,28 @@ impl ServeArgs {
         s.corp = corp;
         s.images_prefix = images_prefix;
         s.catalog_key = catalog_key;
-        s.require_manifest = opt(
-            self.require_manifest,
-            env.boolean("AERO_STORAGE_REQUIRE_MANIFEST")?,
-            d.require_manifest,
-        );
-        s.max_concurrent = opt(
-            self.max_concurrent_bytes_requests,
-            env.num("AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS")?,
-            d.max_concurrent,
-        );
-        s.max_range_bytes = opt(
-            self.max_range_bytes,
-            env.num("AERO_STORAGE_MAX_RANGE_BYTES")?,
-            d.max_range_bytes,
-        );
-        s.max_chunk_bytes = max_chunk_bytes;
-        s.public_max_age = opt(
-            self.public_cache_max_age_secs,
-            env.num("AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS")?,
-            d.public_max_age,
-        );
-        s.preflight_max_age = opt(
-            self.cors_preflight_max_age_secs,
-            env.num("AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS")?,
-            d.preflight_max_age,
-        );
-        s.require_range = opt(
-            self.require_range,
-            env.boolean("AERO_STORAGE_REQUIRE_RANGE")?,
-            d.require_range,
-        );
-        s.disable_metrics = opt(
-            self.disable_metrics,
-            env.boolean("AERO_STORAGE_DISABLE_METRICS")?,
-            d.disable_metrics,
+        layered!(self, env, s;
+            require_manifest <- require_manifest, "AERO_STORAGE_REQUIRE_MANIFEST", boolean;
+            max_concurrent <- max_concurrent_bytes_requests, "AERO_STORAGE_MAX_CONCURRENT_BYTES_REQUESTS", num;
+            max_range_bytes <- max_range_bytes, "AERO_STORAGE_MAX_RANGE_BYTES", num;
+            max_chunk_bytes <- max_chunk_bytes, "AERO_STORAGE_MAX_CHUNK_BYTES", num;
+            public_max_age <- public_cache_max_age_secs, "AERO_STORAGE_PUBLIC_CACHE_MAX_AGE_SECS", num;
+            preflight_max_age <- cors_preflight_max_age_secs, "AERO_STORAGE_CORS_PREFLIGHT_MAX_AGE_SECS", num;
+            require_range <- require_range, "AERO_STORAGE_REQUIRE_RANGE", boolean;
+            disable_metrics <- disable_metrics, "AERO_STORAGE_DISABLE_METRICS", boolean;
+            cache_ttl <- cache_ttl_ms, "AERO_STORAGE_CACHE_TTL_MS", num, Duration::from_millis;
+            cache_bytes <- cache_bytes, "AERO_STORAGE_CACHE_BYTES", num;
+            open_files <- open_files, "AERO_STORAGE_OPEN_FILES", num;
+            shutdown_grace <- shutdown_grace_secs, "AERO_STORAGE_SHUTDOWN_GRACE_SECS", num, Duration::from_secs;
+            send_timeout <- send_timeout_secs, "AERO_STORAGE_SEND_TIMEOUT_SECS", num, Duration::from_secs;
+            idle_timeout <- idle_timeout_secs, "AERO_STORAGE_IDLE_TIMEOUT_SECS", num, Duration::from_secs;
+            max_connections <- max_connections, "AERO_STORAGE_MAX_CONNECTIONS", num;
+            max_connections_per_ip <- max_connections_per_ip, "AERO_STORAGE_MAX_CONNECTIONS_PER_IP", num;
         );
         s.metrics_token = metrics_token;
-        s.cache_ttl = opt(
-            self.cache_ttl_ms.map(Duration::from_millis),
-            env.num("AERO_STORAGE_CACHE_TTL_MS")?
-                .map(Duration::from_millis),
-            d.cache_ttl,
-        );
-        s.cache_bytes = opt(
-            self.cache_bytes,
-            env.num("AERO_STORAGE_CACHE_BYTES")?,
-            d.cache_bytes,
-        );
-        s.shutdown_grace = opt(
-            self.shutdown_grace_secs.map(Duration::from_secs),
-            env.num("AERO_STORAGE_SHUTDOWN_GRACE_SECS")?
-                .map(Duration::from_secs),
-            d.shutdown_grace,
-        );
-        s.send_timeout = opt(
-            self.send_timeout_secs.map(Duration::from_secs),
-            env.num("AERO_STORAGE_SEND_TIMEOUT_SECS")?
-                .map(Duration::from_secs),
-            d.send_timeout,
-        );
-        s.idle_timeout = opt(
-            self.idle_timeout_secs.map(Duration::from_secs),
-            env.num("AERO_STORAGE_IDLE_TIMEOUT_SECS")?
-                .map(Duration::from_secs),
-            d.idle_timeout,
-        );
         if s.send_timeout.is_zero() || s.idle_timeout.is_zero() {
             bail!("send and idle timeouts must be at least 1 second");
         }
-        s.max_connections = opt(
-            self.max_connections,
-            env.num("AERO_STORAGE_MAX_CONNECTIONS")?,
-            d.max_connections,
-        );
-        s.max_connections_per_ip = opt(
-            self.max_connections_per_ip,
-            env.num("AERO_STORAGE_MAX_CONNECTIONS_PER_IP")?,
-            d.max_connections_per_ip,
-        );
         s.lease_keys = match self
             .lease_keys
             .clone()
@@ -399,10 +359,6 @@ impl ServeArgs {
             Some(other) => bail!("log format '{other}' must be text or json"),
         }
     }
-}
-
-fn opt<T>(given: Option<T>, env: Option<T>, default: T) -> T {
-    given.or(env).unwrap_or(default)
 }
 
 #[cfg(test)]

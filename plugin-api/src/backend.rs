@@ -56,6 +56,20 @@ pub struct Storage {
     /// writes are not durable when they return (`fs`); `None` when every acknowledged write
     /// is durable already (S3) or durability means nothing (memory).
     pub durability: Option<Arc<dyn Durability>>,
+    /// Copies of stored objects made inside the storage (a hard link, an S3 CopyObject),
+    /// when the backend can make them; `None` when every object must be written with its
+    /// bytes.
+    pub copies: Option<Arc<dyn ObjectCopies>>,
+    /// Where objects are local files that a reader may open once and read at any offset
+    /// (`fs`); `None` elsewhere.
+    pub local_files: Option<Arc<dyn LocalFiles>>,
+}
+
+/// Objects that are files on this machine.
+pub trait LocalFiles: Send + Sync {
+    /// The path of the file holding the object `key`; an error for a key that would leave the
+    /// storage's root.
+    fn path(&self, key: &str) -> Result<std::path::PathBuf>;
 }
 
 /// Deferred durability: objects written without a sync each, then made durable together.
@@ -84,6 +98,25 @@ pub trait ZeroObjects: Send + Sync {
         size: u64,
         meta: &ObjectMeta,
     ) -> Result<()>;
+}
+
+/// Copies made inside the storage: the bytes never pass through the caller.
+///
+/// A copy is complete under its name when the call returns and carries the source's
+/// metadata (HTTP headers and the sha256 where the backend stores them); where the backend
+/// defers durability, it is durable once a [`Durability::sync`] naming it has returned.
+#[async_trait]
+pub trait ObjectCopies: Send + Sync {
+    /// Makes `to` a copy of the object `from` of `size` bytes. `Ok(false)` (and nothing
+    /// changed) when the storage cannot copy this object now (the caller writes the bytes
+    /// instead); an error when the copy failed.
+    async fn copy(
+        &self,
+        operator: &opendal::Operator,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<bool>;
 }
 
 /// A built-in backend's entry in the `inventory` collection.

@@ -14,6 +14,7 @@ mod plugins_cli;
 mod publish_backends;
 mod publish_faults;
 mod publish_immutable;
+mod publish_incremental;
 mod publish_roundtrip;
 mod publish_s3_credentials;
 mod pull_catalog;

@@ -11,7 +11,7 @@ use crate::source::ObjectSource;
 use crate::Gateway;
 use aero_chunked::format::LATEST_CACHE_CONTROL;
 use aero_chunked::progress::NoProgress;
-use aero_chunked::publish::{publish, Checksum, ComputeVersion, PublishPlan, MAX_CHUNKS};
+use aero_chunked::publish::{publish, Base, Checksum, ComputeVersion, PublishPlan, MAX_CHUNKS};
 use aero_chunked::store::CacheControls;
 use aero_chunked::verify::{verify, VerifyOptions, VerifySource};
 use aero_plugin_api::ByteSource;
@@ -184,6 +184,8 @@ async fn convert(gateway: &Arc<Gateway>, rec: &ImageRecord) -> Result<Converted,
         concurrency: settings.conversion_concurrency,
         no_meta: false,
         original_filename: "disk.img".into(),
+        // A re-conversion of the same image copies the chunks it already has.
+        base: Base::Auto,
     };
     let summary = publish(
         Arc::clone(&gateway.storage),

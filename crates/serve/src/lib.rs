@@ -8,6 +8,7 @@
 mod app;
 mod conditional;
 mod conn;
+mod files;
 mod images;
 mod layers;
 mod metrics;

@@ -1,15 +1,20 @@
 //! Reading the bytes of responses as pieces (see `aero_chunked::read`), through one bounded
-//! in-memory piece cache, into response bodies of an exact length.
+//! in-memory piece cache, into response bodies of an exact length. Objects that are local files
+//! are read with positional reads on files kept open ([`crate::files`]); others through the
+//! storage's operator.
 //!
 //! # Streaming
-//! Every body is read in pieces of at most [`STREAM_PIECE`] (256 KiB): the first before the
-//! response starts (so a missing object is still a 404), the rest while it is sent, at most
-//! [`READ_AHEAD`] ahead of the client. A body therefore holds about 1 MiB at most, whatever
-//! its length, and a client that stops reading stops the reads.
+//! A range is read in pieces of at most [`STREAM_PIECE`] (256 KiB); a full body (a chunk, a
+//! whole image) reads its first piece whole (one chunk, or the first 4 MiB of an image, in one
+//! read, so a cached chunk is sent from the cache in one piece), the rest in pieces of
+//! [`STREAM_PIECE`]. The first piece is read before the response starts (so a missing object is
+//! still a 404), the rest while it is sent, at most [`READ_AHEAD`] ahead of the client. A body
+//! therefore holds about 1 MiB plus its first piece at most, whatever its length, and a client
+//! that stops reading stops the reads.
 //!
 //! # The piece cache
 //! - **What is cached:** every piece of a 206 range (at most `max_range_bytes`), and the first
-//!   piece of a full-image 200 or of a chunk.
+//!   piece (whole, up to 4 MiB) of a full-image 200 or of a chunk.
 //! - **Keyed by:** object key, byte range within the object, and the content tag of what is
 //!   served (its ETag and Last-Modified), so a changed object is never answered from old
 //!   entries once its stat (at most `cache_ttl` old) shows the change.
@@ -23,6 +28,7 @@
 //! `aero_storage_piece_cache_bytes` and `aero_storage_piece_reads_total` (every piece read
 //! from storage, cached or not).
 
+use crate::files::OpenFiles;
 use crate::metrics::Metrics;
 use aero_chunked::read::{read_piece, Piece, Plan};
 use aero_plugin_api::backend::Storage;
@@ -88,13 +94,26 @@ fn split(piece: Piece) -> impl Iterator<Item = Piece> {
 #[derive(Clone)]
 pub struct Pieces {
     storage: Arc<Storage>,
+    files: Option<Arc<OpenFiles>>,
     cache: Option<Arc<Cache<PieceKey, Bytes, ByLength>>>,
     metrics: Arc<Metrics>,
 }
 
 impl Pieces {
-    /// Pieces of `storage` with a cache of `cache_bytes` (none when 0), counted in `metrics`.
-    pub fn new(storage: Arc<Storage>, cache_bytes: u64, metrics: Arc<Metrics>) -> Self {
+    /// Pieces of `storage` with a cache of `cache_bytes` (none when 0), keeping at most
+    /// `open_files` files open where objects are local files (none when 0: each read opens
+    /// the object), counted in `metrics`.
+    pub fn new(
+        storage: Arc<Storage>,
+        cache_bytes: u64,
+        open_files: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let files = storage
+            .local_files
+            .clone()
+            .filter(|_| open_files > 0)
+            .map(|local| Arc::new(OpenFiles::new(local, open_files)));
         let cache = (cache_bytes > 0).then(|| {
             // The item estimate only sizes the index; weights bound the memory.
             Arc::new(Cache::with_weighter(
@@ -105,8 +124,18 @@ impl Pieces {
         });
         Pieces {
             storage,
+            files,
             cache,
             metrics,
+        }
+    }
+
+    /// Reads one piece from storage.
+    async fn fetch(&self, piece: &Piece) -> std::io::Result<VecDeque<Bytes>> {
+        self.metrics.piece_read();
+        match &self.files {
+            Some(files) => Ok(VecDeque::from([files.read(piece).await?])),
+            None => read_piece(&self.storage, piece).await,
         }
     }
 
@@ -118,8 +147,7 @@ impl Pieces {
     /// Reads one piece; through the cache when `cached` (and there is one).
     async fn read(&self, piece: &Piece, cached: bool) -> std::io::Result<VecDeque<Bytes>> {
         let Some(cache) = self.cache.as_ref().filter(|_| cached) else {
-            self.metrics.piece_read();
-            return read_piece(&self.storage, piece).await;
+            return self.fetch(piece).await;
         };
         let key = PieceKey::of(piece);
         if let Some(bytes) = cache.get(&key) {
@@ -127,8 +155,7 @@ impl Pieces {
             return Ok(VecDeque::from([bytes]));
         }
         self.metrics.piece_cache(false);
-        self.metrics.piece_read();
-        let parts = read_piece(&self.storage, piece).await?;
+        let parts = self.fetch(piece).await?;
         // Always an exact copy: what storage returns can be a slice of a larger buffer (the fs
         // backend reads into pooled 256 KiB buffers), which a cached 1-byte piece would keep
         // whole, far beyond the weight the cache counts.
@@ -141,23 +168,29 @@ impl Pieces {
         Ok(VecDeque::from([bytes]))
     }
 
-    /// The body of `plan`, `total` bytes long, streamed in pieces of [`STREAM_PIECE`]: every
-    /// piece through the cache when `cache_all` (a range), else only the first. Bytes sent are
+    /// The body of `plan`, `total` bytes long: a range (`cache_all`) in pieces of
+    /// [`STREAM_PIECE`], every one through the cache; a full body with its first piece whole
+    /// through the cache, the rest in pieces of [`STREAM_PIECE`] past it. Bytes sent are
     /// counted for `image_id`.
     pub async fn body(
         &self,
-        plan: Plan,
+        mut plan: Plan,
         total: u64,
         cache_all: bool,
         image_id: &str,
     ) -> std::io::Result<SizedBody> {
-        let mut pieces = plan.flat_map(split);
-        let ready = match pieces.next() {
+        let (first, rest): (Option<Piece>, Box<dyn Iterator<Item = Piece> + Send>) = if cache_all {
+            let mut pieces = plan.flat_map(split);
+            (pieces.next(), Box::new(pieces))
+        } else {
+            (plan.next(), Box::new(plan.flat_map(split)))
+        };
+        let ready = match first {
             Some(first) => self.read(&first, true).await?,
             None => VecDeque::new(),
         };
         let this = self.clone();
-        let rest = futures::stream::iter(pieces)
+        let rest = futures::stream::iter(rest)
             .map(move |p| {
                 let this = this.clone();
                 async move { this.read(&p, cache_all).await }
@@ -259,7 +292,7 @@ mod tests {
             Arc::new(build_storage(&backend_memory::MemoryBackend, &Settings::new()).unwrap());
         let metrics = Arc::new(Metrics::new("t", 10));
         (
-            Pieces::new(storage, cache_bytes, Arc::clone(&metrics)),
+            Pieces::new(storage, cache_bytes, 16, Arc::clone(&metrics)),
             metrics,
         )
     }
@@ -327,6 +360,42 @@ mod tests {
             p.read(&big, true).await.unwrap();
         }
         assert!(p.cached_bytes() <= 64 * 1024);
+    }
+
+    /// Every frame of `body`.
+    async fn frames(mut body: SizedBody) -> Vec<usize> {
+        use http_body::Body;
+        let mut lens = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            lens.push(frame.unwrap().into_data().unwrap().len());
+        }
+        lens
+    }
+
+    #[tokio::test]
+    async fn a_cached_chunk_is_sent_whole_without_storage_reads() {
+        use aero_chunked::read::{Origin, PIECE};
+        let (p, m) = pieces(64 << 20);
+        p.storage
+            .operator
+            .write("c", vec![3u8; PIECE as usize])
+            .await
+            .unwrap();
+        let plan = || Plan::new(Origin::Raw("c".into()), 0, PIECE, Arc::from("t"));
+        let first = p.body(plan(), PIECE, false, "i").await.unwrap();
+        assert_eq!(frames(first).await.iter().sum::<usize>(), PIECE as usize);
+        let again = p.body(plan(), PIECE, false, "i").await.unwrap();
+        assert_eq!(frames(again).await, [PIECE as usize]);
+        let text = m.render(p.cached_bytes());
+        assert!(
+            text.contains("aero_storage_piece_reads_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aero_storage_piece_cache_hits_total 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

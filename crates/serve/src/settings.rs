@@ -56,6 +56,9 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// Bytes of served pieces kept in memory; 0 = no piece cache. Default 256 MiB.
     pub cache_bytes: u64,
+    /// Files kept open for reading where the storage's objects are local files (`fs`); each
+    /// costs one file descriptor; 0 = none (every read opens the object). Default 256.
+    pub open_files: usize,
     /// How long in-flight responses may finish after shutdown begins. Default 30 s.
     pub shutdown_grace: Duration,
     /// How long a client may read nothing of a response before it is disconnected (nginx's
@@ -100,6 +103,7 @@ impl Default for Settings {
             metrics_token: None,
             cache_ttl: Duration::from_millis(2000),
             cache_bytes: 256 * 1024 * 1024,
+            open_files: 256,
             shutdown_grace: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(20),
@@ -124,6 +128,7 @@ mod tests {
         assert_eq!(s.listen_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(s.max_chunk_bytes, 64 * 1024 * 1024);
         assert_eq!(s.cache_bytes, 256 * 1024 * 1024);
+        assert_eq!(s.open_files, 256);
         assert_eq!(s.cors, CorsMode::Wildcard);
         assert_eq!(s.send_timeout, Duration::from_secs(60));
         assert_eq!(s.idle_timeout, Duration::from_secs(20));

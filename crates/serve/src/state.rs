@@ -34,7 +34,12 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(&settings.version, settings.metrics_max_ids));
         Arc::new(AppState {
             store: Store::new(Arc::clone(&storage), &settings),
-            pieces: Pieces::new(storage, settings.cache_bytes, Arc::clone(&metrics)),
+            pieces: Pieces::new(
+                storage,
+                settings.cache_bytes,
+                settings.open_files,
+                Arc::clone(&metrics),
+            ),
             cors: Arc::new(Cors::new(
                 settings.cors.clone(),
                 &settings.corp,

@@ -6,10 +6,12 @@
 //! Writes are staged in [`STAGING_DIR`] and renamed into place, without a sync each; the
 //! [`Durability`] barrier makes a set of objects durable at once (see `docs/architecture.md`).
 //! All-zero objects are hard links to one sparse file per size: no data blocks, no inode each.
+//! Copies ([`ObjectCopies`]) are hard links too: the copy shares the source's bytes and its
+//! `user.sha256` (opendal's own `fs` copy would copy the bytes).
 
 use aero_plugin_api::backend::{
-    async_trait, opendal, Durability, ObjectMeta, Settings, Storage, StorageBackend, ZeroObjects,
-    DIGEST_METADATA_KEY,
+    async_trait, opendal, Durability, LocalFiles, ObjectCopies, ObjectMeta, Settings, Storage,
+    StorageBackend, ZeroObjects, DIGEST_METADATA_KEY,
 };
 use aero_plugin_api::{register_backend, Error, Result};
 use std::collections::{HashMap, HashSet};
@@ -72,6 +74,8 @@ impl StorageBackend for FsBackend {
             operator,
             description: format!("fs:{root_str}"),
             zero_objects: Some(Arc::clone(&files) as Arc<dyn ZeroObjects>),
+            copies: Some(Arc::clone(&files) as Arc<dyn ObjectCopies>),
+            local_files: Some(Arc::clone(&files) as Arc<dyn LocalFiles>),
             durability: Some(files),
         })
     }
@@ -85,7 +89,7 @@ struct Files {
     zero_templates: Mutex<HashMap<u64, PathBuf>>,
 }
 
-impl Files {
+impl LocalFiles for Files {
     /// The path of `key`, refusing keys that would leave the root.
     fn path(&self, key: &str) -> Result<PathBuf> {
         if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c == ".." || c == ".") {
@@ -93,14 +97,20 @@ impl Files {
         }
         Ok(self.root.join(key))
     }
+}
 
-    /// Links a new name for the zero object `template` to `target`; `false` (and nothing
-    /// changed) when the template cannot take another link or is no longer a zero object of
-    /// `size` bytes.
-    fn link_zero(&self, template: &Path, target: &Path, size: u64) -> std::io::Result<bool> {
-        use std::os::unix::fs::MetadataExt;
+impl Files {
+    /// Links `target` to the inode at `source` through the staging directory, when that inode
+    /// passes `check`; `false` (and nothing changed) when the source is missing, fails the
+    /// check or cannot take another link.
+    fn link(
+        &self,
+        source: &Path,
+        target: &Path,
+        check: impl FnOnce(&std::fs::Metadata) -> bool,
+    ) -> std::io::Result<bool> {
         let tmp = staging_path(&self.staging);
-        match std::fs::hard_link(template, &tmp) {
+        match std::fs::hard_link(source, &tmp) {
             Ok(()) => {}
             // EMLINK: the file system's link limit (65,000 on ext4) was reached.
             Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::EMLINK) => {
@@ -108,9 +118,9 @@ impl Files {
             }
             Err(e) => return Err(e),
         }
-        // The inode just linked is what gets published: check it, not the template's name.
+        // The inode just linked is what gets published: check it, not the source's name.
         let meta = std::fs::symlink_metadata(&tmp)?;
-        if !meta.is_file() || meta.len() != size || meta.blocks() != 0 {
+        if !meta.is_file() || !check(&meta) {
             std::fs::remove_file(&tmp)?;
             return Ok(false);
         }
@@ -118,6 +128,16 @@ impl Files {
             let _ = std::fs::remove_file(&tmp);
         })?;
         Ok(true)
+    }
+
+    /// Links a new name for the zero object `template` to `target`; `false` (and nothing
+    /// changed) when the template cannot take another link or is no longer a zero object of
+    /// `size` bytes.
+    fn link_zero(&self, template: &Path, target: &Path, size: u64) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        self.link(template, target, |meta| {
+            meta.len() == size && meta.blocks() == 0
+        })
     }
 }
 
@@ -146,6 +166,22 @@ impl ZeroObjects for Files {
         })?;
         templates.insert(size, target);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectCopies for Files {
+    async fn copy(
+        &self,
+        _operator: &opendal::Operator,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<bool> {
+        let (source, target) = (self.path(from)?, self.path(to)?);
+        // A few metadata syscalls: cheap enough to run on the async thread.
+        self.link(&source, &target, |meta| meta.len() == size)
+            .map_err(|e| Error::io(format!("linking {from} to {to}: {e}")))
     }
 }
 

@@ -2,11 +2,13 @@
 //!
 //! Credentials come from the explicit keys in the settings, else the standard chain
 //! (environment variables, shared config/credentials files and `profile`). All-zero objects
-//! are server-side copies of one uploaded zero object of the same size.
+//! are server-side copies of one uploaded zero object of the same size; [`ObjectCopies`] are
+//! server-side copies (CopyObject, which keeps the source's metadata). A CopyObject can fail
+//! inside a `200 OK` response; opendal's copier reads the body and reports that as an error.
 
 use aero_plugin_api::backend::{
-    async_trait, opendal, parse_bool, storage_error, ObjectMeta, Settings, Storage, StorageBackend,
-    ZeroObjects, DIGEST_METADATA_KEY,
+    async_trait, opendal, parse_bool, storage_error, ObjectCopies, ObjectMeta, Settings, Storage,
+    StorageBackend, ZeroObjects, DIGEST_METADATA_KEY,
 };
 use aero_plugin_api::{register_backend, Error, Result};
 use std::collections::HashMap;
@@ -104,9 +106,36 @@ impl StorageBackend for S3Backend {
                 format!("s3://{bucket}/{root_shown}")
             },
             zero_objects: Some(Arc::new(ZeroCopies::default())),
+            copies: Some(Arc::new(ServerCopies)),
+            local_files: None,
             // An acknowledged PUT is durable.
             durability: None,
         })
+    }
+}
+
+/// Server-side copies (CopyObject).
+struct ServerCopies;
+
+#[async_trait]
+impl ObjectCopies for ServerCopies {
+    async fn copy(
+        &self,
+        operator: &opendal::Operator,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<bool> {
+        // The size is known, so opendal copies at once instead of asking for it first.
+        match operator
+            .copy_with(from, to)
+            .source_content_length_hint(size)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(storage_error(format!("copying {from} to {to}"), e)),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! Publishing: cut a disk's guest-visible bytes into chunks and store them with the manifest,
 //! meta and latest pointer, in the crash-safe order of SPEC Part 0.
 
+mod base;
 mod buffers;
+
+pub use base::Base;
 
 use crate::error::invalid;
 use crate::format::{
@@ -86,6 +89,8 @@ pub struct PublishPlan {
     pub no_meta: bool,
     /// File name recorded in `meta.json`.
     pub original_filename: String,
+    /// The earlier version whose chunks are copied instead of uploaded.
+    pub base: Base,
 }
 
 impl PublishPlan {
@@ -135,10 +140,22 @@ pub struct PublishSummary {
     pub bytes_read: u64,
     /// Bytes uploaded (data chunks actually written; zero objects cost nothing).
     pub bytes_uploaded: u64,
+    /// Chunks written with their bytes (counted in `bytes_uploaded`).
+    pub uploaded_chunks: u64,
+    /// Chunks copied inside the storage from the base version instead of uploaded.
+    pub copied_chunks: u64,
+    /// Bytes of the copied chunks.
+    pub bytes_copied: u64,
     /// Chunks that are all zeros.
     pub zero_chunks: u64,
+    /// Bytes of the all-zero chunks.
+    pub zero_bytes: u64,
     /// Chunks already stored by an earlier run and skipped.
     pub skipped_chunks: u64,
+    /// The version chunks were copied from, when a base was used.
+    pub base_version: Option<String>,
+    /// What did not go as asked but did not stop the publish (an unusable base).
+    pub warnings: Vec<String>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -157,8 +174,20 @@ impl Drop for AbortOnDrop {
 struct ChunkOutcome {
     entry: ChunkEntry,
     read: u64,
-    uploaded: u64,
-    skipped: bool,
+    stored: Stored,
+}
+
+/// How a chunk came to be stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Found stored already.
+    Skipped,
+    /// Written with its bytes.
+    Uploaded,
+    /// Copied from the base version.
+    Copied,
+    /// Made as a zero object, without bytes.
+    ZeroObject,
 }
 
 /// Shared state of one publish.
@@ -172,6 +201,8 @@ struct Job {
     zero_digests: Arc<ZeroDigests>,
     /// The manifest already stored for this version, whose chunks must not change.
     published: Option<Manifest>,
+    /// The chunks of the base version, by digest.
+    base: Option<base::BaseChunks>,
     buffers: Arc<BufferPool>,
     progress: Arc<dyn Progress>,
 }
@@ -274,6 +305,11 @@ pub async fn publish(
         );
     }
     let published = published_manifest(&storage, &destination, total_size, plan.chunk_size).await?;
+    let (base, base_warning) = match (&storage.copies, plan.checksum) {
+        (Some(_), Checksum::Sha256) => base::base_chunks(&storage, &destination, &plan.base).await,
+        // Without digests (or without copies) nothing can be matched or copied.
+        _ => (None, None),
+    };
     progress.start_upload(
         total_size,
         chunk_count,
@@ -292,6 +328,7 @@ pub async fn publish(
         precomputed,
         zero_digests,
         published,
+        base,
         buffers: BufferPool::new(chunk_size as usize),
         progress: Arc::clone(&progress),
     });
@@ -323,16 +360,36 @@ pub async fn publish(
         chunk_count,
         bytes_read,
         bytes_uploaded: 0,
+        uploaded_chunks: 0,
+        copied_chunks: 0,
+        bytes_copied: 0,
         zero_chunks: 0,
+        zero_bytes: 0,
         skipped_chunks: 0,
+        base_version: job.base.as_ref().map(|b| b.version.clone()),
+        warnings: base_warning.into_iter().collect(),
         seconds: 0.0,
     };
     let mut entries = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
+        let len = outcome.entry.size.unwrap_or(0);
         summary.bytes_read += outcome.read;
-        summary.bytes_uploaded += outcome.uploaded;
-        summary.zero_chunks += u64::from(outcome.entry.zero);
-        summary.skipped_chunks += u64::from(outcome.skipped);
+        if outcome.entry.zero {
+            summary.zero_chunks += 1;
+            summary.zero_bytes += len;
+        }
+        match outcome.stored {
+            Stored::Skipped => summary.skipped_chunks += 1,
+            Stored::Uploaded => {
+                summary.uploaded_chunks += 1;
+                summary.bytes_uploaded += len;
+            }
+            Stored::Copied => {
+                summary.copied_chunks += 1;
+                summary.bytes_copied += len;
+            }
+            Stored::ZeroObject => {}
+        }
         entries.push(outcome.entry);
     }
     progress.finish_upload();
@@ -554,12 +611,6 @@ fn is_zero_range(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<bool> 
         .all(|e| e.kind == ExtentKind::Zero))
 }
 
-/// A chunk's bytes as read for upload.
-enum ChunkBytes {
-    Zero,
-    Data(bytes::Bytes),
-}
-
 impl Job {
     async fn publish_chunk(self: Arc<Self>, index: u64) -> Result<ChunkOutcome> {
         let offset = index * self.plan.chunk_size;
@@ -585,37 +636,20 @@ impl Job {
             Some(k) => k.zero,
             None => is_zero_range(self.disk.as_ref(), offset, len)?,
         };
-        let (bytes, computed) = if zero {
-            (ChunkBytes::Zero, None)
-        } else {
-            let job = Arc::clone(&self);
-            let need_hash =
-                known.is_none() && (want_digest || existing.is_some() || self.published.is_some());
-            tokio::task::spawn_blocking(move || -> Result<(ChunkBytes, Option<String>)> {
-                let mut buf = job.buffers.take(len as usize);
-                job.disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
-                    Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
-                })?;
-                let digest = need_hash.then(|| hex::encode(Sha256::digest(buf.as_ref())));
-                Ok((ChunkBytes::Data(buf.into_bytes()), digest))
-            })
-            .await
-            .map_err(|e| Error::invalid(format!("chunk reader stopped: {e}")))??
-        };
-
-        let digest = match (&bytes, computed) {
-            (_, Some(d)) => Some(d),
-            (ChunkBytes::Zero, None)
-                if want_digest || existing.is_some() || self.published.is_some() =>
-            {
-                Some(self.zero_digests.get(len))
+        // The digest, reading the chunk now only when it must be hashed.
+        let need_digest =
+            want_digest || existing.is_some() || self.published.is_some() || self.base.is_some();
+        let mut bytes = None;
+        let digest = match &known {
+            Some(k) => Some(k.sha256.clone()),
+            None if zero => need_digest.then(|| self.zero_digests.get(len)),
+            None => {
+                let (read, digest) = self.read_chunk(index, offset, len, need_digest).await?;
+                bytes = Some(read);
+                digest
             }
-            _ => self
-                .precomputed
-                .as_ref()
-                .map(|d| d[index as usize].sha256.clone()),
         };
-        let read = if zero { 0 } else { len };
+        let mut read = if bytes.is_some() { len } else { 0 };
 
         if let (Some(meta), Some(digest)) = (&existing, &digest) {
             let expected = ExpectedChunk {
@@ -641,24 +675,89 @@ impl Job {
             sha256: digest.clone(),
             ..self.plan.cache_control.meta(ObjectKind::Chunk)
         };
-        let uploaded = match (bytes, &self.storage.zero_objects) {
-            (ChunkBytes::Zero, Some(zero_objects)) => {
+        let stored = match (zero, &self.storage.zero_objects) {
+            (true, Some(zero_objects)) => {
                 zero_objects
                     .write_zero(&self.storage.operator, &key, len, &meta)
                     .await?;
-                0
+                Stored::ZeroObject
             }
-            (ChunkBytes::Zero, None) => {
+            (true, None) => {
                 put_deferred(&self.storage, &key, vec![0u8; len as usize], &meta).await?;
-                len
+                Stored::Uploaded
             }
-            (ChunkBytes::Data(buf), _) => {
-                put_deferred(&self.storage, &key, buf, &meta).await?;
-                len
+            (false, _) if self.copy_from_base(&key, len, digest.as_deref()).await? => {
+                Stored::Copied
+            }
+            (false, _) => {
+                let bytes = match bytes {
+                    Some(bytes) => bytes,
+                    None => {
+                        read += len;
+                        self.read_chunk(index, offset, len, false).await?.0
+                    }
+                };
+                put_deferred(&self.storage, &key, bytes, &meta).await?;
+                Stored::Uploaded
             }
         };
         self.progress.chunk_done(len);
-        Ok(self.outcome(len, digest, zero, read, uploaded, false))
+        Ok(self.outcome(len, digest, zero, read, stored))
+    }
+
+    /// Reads chunk `index` on a blocking thread, with its digest when `hash`.
+    async fn read_chunk(
+        self: &Arc<Self>,
+        index: u64,
+        offset: u64,
+        len: u64,
+        hash: bool,
+    ) -> Result<(bytes::Bytes, Option<String>)> {
+        let job = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = job.buffers.take(len as usize);
+            job.disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
+                Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
+            })?;
+            let digest = hash.then(|| hex::encode(Sha256::digest(buf.as_ref())));
+            Ok((buf.into_bytes(), digest))
+        })
+        .await
+        .map_err(|e| Error::invalid(format!("chunk reader stopped: {e}")))?
+    }
+
+    /// Copies the base version's chunk holding the bytes with sha256 `digest` to `key`, when
+    /// there is one and its object still holds them; `false` when the chunk must be uploaded.
+    async fn copy_from_base(&self, key: &str, len: u64, digest: Option<&str>) -> Result<bool> {
+        let (Some(base), Some(copies), Some(digest)) = (&self.base, &self.storage.copies, digest)
+        else {
+            return Ok(false);
+        };
+        let Some((source, source_len)) = base.find(digest) else {
+            return Ok(false);
+        };
+        if *source_len != len {
+            return Ok(false);
+        }
+        // The base object must hold the bytes its manifest names: a damaged base is never
+        // copied into a new version.
+        let Some(meta) = stat(&self.storage, source).await? else {
+            return Ok(false);
+        };
+        let expected = ExpectedChunk {
+            len,
+            sha256: Some(digest),
+        };
+        if !expected.held_by(&self.storage, source, &meta, true).await? {
+            return Ok(false);
+        }
+        copies
+            .copy(&self.storage.operator, source, key, len)
+            .await
+            .map_err(|e| Error::Context {
+                context: format!("copying chunk {source} of the base version to {key}"),
+                source: Box::new(e.into()),
+            })
     }
 
     fn outcome(
@@ -667,8 +766,7 @@ impl Job {
         digest: Option<String>,
         zero: bool,
         read: u64,
-        uploaded: u64,
-        skipped: bool,
+        stored: Stored,
     ) -> ChunkOutcome {
         ChunkOutcome {
             entry: ChunkEntry {
@@ -681,15 +779,14 @@ impl Job {
                 zero,
             },
             read,
-            uploaded,
-            skipped,
+            stored,
         }
     }
 
     /// The outcome of a chunk found already stored.
     fn stored(&self, len: u64, digest: String, zero: bool, read: u64) -> ChunkOutcome {
         self.progress.chunk_done(len);
-        self.outcome(len, Some(digest), zero, read, 0, true)
+        self.outcome(len, Some(digest), zero, read, Stored::Skipped)
     }
 }
 
@@ -754,6 +851,7 @@ mod tests {
             concurrency: 2,
             no_meta: false,
             original_filename: "disk.raw".into(),
+            base: Base::Auto,
         }
     }
 
@@ -773,6 +871,11 @@ mod tests {
     async fn uploads_data_marks_zeros_and_skips_what_is_stored() {
         let s = memory();
         for compute in [ComputeVersion::None, ComputeVersion::Sha256] {
+            // Without a base: the second version uploads its chunks too.
+            let plan = |v, c| PublishPlan {
+                base: Base::None,
+                ..plan(v, c)
+            };
             let first = run(&s, disk(7), plan("v1", compute)).await.unwrap();
             assert_eq!(first.chunk_count, 4);
             assert_eq!(first.zero_chunks, 1);
@@ -803,6 +906,144 @@ mod tests {
             assert_eq!(again.bytes_uploaded, 0);
             assert_eq!(again.version, first.version);
         }
+    }
+
+    /// [`disk`] with chunk 2 changed.
+    fn changed_disk(seed: u8) -> Arc<dyn VirtualDisk> {
+        let mut bytes = vec![seed; (3 * CHUNK + 512) as usize];
+        bytes[CHUNK as usize..2 * CHUNK as usize].fill(0);
+        bytes[2 * CHUNK as usize] = seed.wrapping_add(1);
+        Arc::new(MemDisk(bytes))
+    }
+
+    async fn read_chunk(s: &Storage, summary: &PublishSummary, index: u64) -> Vec<u8> {
+        let key = summary.manifest_key.replace(
+            "manifest.json",
+            &format!("chunks/{}", crate::layout::chunk_file_name(index, 8)),
+        );
+        s.operator.read(&key).await.unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn copies_unchanged_chunks_from_the_latest_version() {
+        for compute in [
+            ComputeVersion::None,
+            ComputeVersion::Sha256,
+            ComputeVersion::ManifestSha256,
+        ] {
+            let s = memory();
+            let first = run(&s, disk(7), plan("v1", compute)).await.unwrap();
+            assert_eq!(
+                (first.copied_chunks, first.base_version.as_deref()),
+                (0, None)
+            );
+            let second = run(&s, changed_disk(7), plan("v2", compute)).await.unwrap();
+            assert_eq!(second.base_version.as_deref(), Some(first.version.as_str()));
+            // Chunks 0 and 3 are the same as in v1, 1 is zero, 2 changed.
+            assert_eq!(
+                (second.copied_chunks, second.bytes_copied),
+                (2, CHUNK + 512)
+            );
+            // Memory has no zero objects: the zero chunk is uploaded with the changed one.
+            assert_eq!(
+                (second.uploaded_chunks, second.bytes_uploaded),
+                (2, 2 * CHUNK)
+            );
+            assert_eq!((second.zero_chunks, second.zero_bytes), (1, CHUNK));
+            assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+            // The copies hold the new version's bytes, with the chunk's HTTP metadata.
+            let mut expected = vec![7u8; (3 * CHUNK + 512) as usize];
+            expected[CHUNK as usize..2 * CHUNK as usize].fill(0);
+            expected[2 * CHUNK as usize] = 8;
+            for index in 0..4 {
+                let start = (index * CHUNK) as usize;
+                let end = (start + CHUNK as usize).min(expected.len());
+                assert_eq!(read_chunk(&s, &second, index).await, &expected[start..end]);
+            }
+            let key = second
+                .manifest_key
+                .replace("manifest.json", "chunks/00000000.bin");
+            let meta = s.operator.stat(&key).await.unwrap();
+            assert_eq!(meta.cache_control(), Some("no-transform"));
+            assert_eq!(meta.content_type(), Some(crate::format::CHUNK_MIME));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_base_is_chosen_or_refused_with_a_warning() {
+        let s = memory();
+        run(&s, disk(7), plan("v1", ComputeVersion::None))
+            .await
+            .unwrap();
+        let mut other = plan("v2", ComputeVersion::None);
+        other.publish_latest = false;
+        run(&s, disk(9), other).await.unwrap();
+
+        // --base none: everything is uploaded, silently.
+        let none = PublishPlan {
+            base: Base::None,
+            ..plan("v3", ComputeVersion::None)
+        };
+        let summary = run(&s, changed_disk(7), none).await.unwrap();
+        assert_eq!((summary.copied_chunks, summary.uploaded_chunks), (0, 4));
+        assert!(summary.base_version.is_none() && summary.warnings.is_empty());
+
+        // An explicit version, not the one latest.json names.
+        let explicit = PublishPlan {
+            base: Base::Version("v2".into()),
+            ..plan("v4", ComputeVersion::None)
+        };
+        let summary = run(&s, disk(9), explicit).await.unwrap();
+        assert_eq!(summary.base_version.as_deref(), Some("v2"));
+        assert_eq!(summary.copied_chunks, 3);
+
+        // A missing base version: a warning, every chunk uploaded.
+        let missing = PublishPlan {
+            base: Base::Version("v9".into()),
+            ..plan("v5", ComputeVersion::None)
+        };
+        let summary = run(&s, disk(7), missing).await.unwrap();
+        assert_eq!((summary.copied_chunks, summary.uploaded_chunks), (0, 4));
+        assert!(
+            summary.warnings[0].contains("images/disk/v9/manifest.json does not exist"),
+            "{:?}",
+            summary.warnings
+        );
+
+        // A damaged base manifest: the same.
+        s.operator
+            .write("images/disk/v2/manifest.json", "{not json")
+            .await
+            .unwrap();
+        let damaged = PublishPlan {
+            base: Base::Version("v2".into()),
+            ..plan("v6", ComputeVersion::None)
+        };
+        let summary = run(&s, disk(9), damaged).await.unwrap();
+        assert_eq!(summary.copied_chunks, 0);
+        assert!(
+            summary.warnings[0].contains("images/disk/v2/manifest.json"),
+            "{:?}",
+            summary.warnings
+        );
+
+        // A base chunk whose bytes no longer match its manifest is not copied: uploaded.
+        s.operator
+            .write(
+                "images/disk/v5/chunks/00000000.bin",
+                vec![1u8; CHUNK as usize],
+            )
+            .await
+            .unwrap();
+        let from_v5 = PublishPlan {
+            base: Base::Version("v5".into()),
+            ..plan("v7", ComputeVersion::None)
+        };
+        let summary = run(&s, disk(7), from_v5).await.unwrap();
+        assert_eq!(summary.base_version.as_deref(), Some("v5"));
+        // Chunks 0 and 2 share a digest and so the same (damaged) base chunk.
+        assert_eq!((summary.copied_chunks, summary.uploaded_chunks), (1, 3));
+        assert_eq!(read_chunk(&s, &summary, 0).await, vec![7u8; CHUNK as usize]);
     }
 
     #[tokio::test]

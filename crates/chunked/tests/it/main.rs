@@ -1,3 +1,4 @@
 //! Integration tests of `aero-chunked`: one binary, one module per area.
 
+mod incremental;
 mod storage;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Publishing to S3 (s3s-fs on 127.0.0.1, its own data directory), 4 MiB chunks, beside reference
+# runs against the same server:
+#   (a) a full publish of 1 GiB of random data vs `rclone copyto` of the same file
+#       (target: publish <= 0.5x rclone's time, when rclone is installed);
+#   (b) a re-publish of that image with 1% of its chunks changed (3 of 256), as a new version
+#       with the first as its base (the default when latest.json exists), vs the full publish
+#       (targets: bytes uploaded = the changed chunks, time <= 0.15x the full publish).
+# Each figure is the best of three runs, each into a fresh bucket.
+#
+#   bench/s3.sh [WORK_DIR]     # default: target/bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(realpath -m "${1:-target/bench}")
+for tool in s3s-fs python3; do
+  command -v "$tool" >/dev/null || { echo "bench/s3.sh needs $tool (cargo install s3s-fs --features binary; apt-get install -y python3)" >&2; exit 1; }
+done
+mkdir -p "$work"
+cargo build --release -q -p aero-host
+bin=$PWD/target/release/aero-host
+[ -f "$work/random-1g.raw" ] || head -c 1G /dev/urandom > "$work/random-1g.raw"
+changed=$work/random-1g-changed.raw
+if [ ! -f "$changed" ]; then
+  cp "$work/random-1g.raw" "$changed.tmp"
+  # One byte in chunks 10, 100 and 200 (1% of 256).
+  for chunk in 10 100 200; do
+    printf '\xee' | dd of="$changed.tmp" bs=1 seek=$((chunk * 4194304 + 7)) conv=notrunc status=none
+  done
+  mv "$changed.tmp" "$changed"
+fi
+
+key=aero-bench-key
+secret=aero-bench-secret
+s3root=$work/s3s
+rm -rf "$s3root"
+mkdir -p "$s3root"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+s3s-fs --host 127.0.0.1 --port "$port" --access-key "$key" --secret-key "$secret" "$s3root" \
+  >"$work/s3s.log" 2>&1 &
+s3_pid=$!
+trap 'kill $s3_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1
+
+# publish BUCKET IMAGE VERSION: one publish; prints its --json summary.
+publish() {
+  "$bin" publish --storage "s3://$1?endpoint=http://127.0.0.1:$port&region=us-east-1" \
+    --file "$2" --prefix images/bench/ --image-version "$3" --publish-latest \
+    --chunk-size 4194304 --json 2>/dev/null
+}
+# now: monotonic seconds.
+now() { python3 -c 'import time; print(time.monotonic())'; }
+
+best_full="" best_inc="" summary=""
+for run in 1 2 3; do
+  mkdir -p "$s3root/b$run"
+  sync
+  t0=$(now); publish "b$run" "$work/random-1g.raw" v1 >/dev/null; t1=$(now)
+  sync
+  summary=$(publish "b$run" "$changed" v2); t2=$(now)
+  best_full=$(python3 -c "print(min($t1 - $t0, ${best_full:-1e9}))")
+  best_inc=$(python3 -c "print(min($t2 - $t1, ${best_inc:-1e9}))")
+  rm -rf "${s3root:?}/b$run"
+done
+python3 - "$best_full" "$best_inc" "$summary" <<'PY'
+import json, sys
+full, inc, s = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+print(f"full publish of 1 GiB to s3s-fs: {full:.3f}s")
+print(f"re-publish with 1% changed, base {s['base_version']}: {inc:.3f}s; ratio {inc/full:.2f} (target <= 0.15); "
+      f"uploaded {s['uploaded_chunks']} chunks ({s['bytes_uploaded']} bytes), copied {s['copied_chunks']} "
+      f"({s['bytes_copied']} bytes), zero {s['zero_chunks']}")
+PY
+
+if command -v rclone >/dev/null; then
+  export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
+    RCLONE_CONFIG_BENCH_ENDPOINT=http://127.0.0.1:$port RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$key \
+    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$secret RCLONE_CONFIG_BENCH_REGION=us-east-1
+  mkdir -p "$s3root/rclone"
+  best_rclone=""
+  for run in 1 2 3; do
+    sync
+    t0=$(now); rclone copyto "$work/random-1g.raw" bench:rclone/random-1g.raw; t1=$(now)
+    best_rclone=$(python3 -c "print(min($t1 - $t0, ${best_rclone:-1e9}))")
+    rm -f "$s3root/rclone/random-1g.raw"
+  done
+  python3 -c "import sys; f, r = float(sys.argv[1]), float(sys.argv[2]); print(f'rclone copyto of the same file: {r:.3f}s; publish/rclone {f/r:.2f} (target <= 0.5)')" "$best_full" "$best_rclone"
+else
+  echo "rclone not installed (apt-get install -y rclone): no rclone reference"
+fi
