@@ -213,6 +213,7 @@ struct ConfigFile {
     serve: Option<crate::serve_args::ServeArgs>,
     #[serde(default)]
     gateway: Option<crate::gateway_args::GatewayArgs>,
+    #[serde(default)]
     pull: Vec<PullEntry>,
     #[serde(default)]
     catalog: CatalogConfig,
