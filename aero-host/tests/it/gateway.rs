@@ -3,12 +3,12 @@
 //! converts, then reads back through the range proxy and the chunked routes — and that
 //! `aero-host serve` on the same bucket streams by id.
 
+use crate::support::browser::chromium_verdict_with;
 use crate::support::serve::*;
 use crate::support::{aero, fails_with, ok, sha256, text};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// `aero-host gateway ARGS` with the SPEC variables of the test bucket (and none of the caller's).
@@ -233,57 +233,8 @@ main().catch(e => ({ok: false, error: String(e)}))
   .then(v => fetch("/verdict", {method: "POST", body: JSON.stringify(v)}));
 </script></body></html>"#;
 
-/// Serves `page` at `/` and sends the body of `POST /verdict` on `tx`.
-fn page_server(listener: TcpListener, page: String, tx: mpsc::Sender<String>) {
-    for stream in listener.incoming() {
-        let Ok(mut s) = stream else { continue };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut buf = Vec::new();
-        let mut tmp = [0u8; 4096];
-        let head_end = loop {
-            match s.read(&mut tmp) {
-                Ok(0) | Err(_) => break None,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break Some(p + 4);
-            }
-        };
-        let Some(head_end) = head_end else { continue };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            match s.read(&mut tmp) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-        let first = head.lines().next().unwrap_or("");
-        let reply = if first.starts_with("GET / ") {
-            format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                page.len()
-            )
-        } else if first.starts_with("POST /verdict") {
-            let _ = tx.send(String::from_utf8_lossy(&buf[head_end..]).to_string());
-            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_string()
-        } else {
-            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-        };
-        let _ = s.write_all(reply.as_bytes());
-    }
-}
-
 #[test]
 fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
-    let chromium = require_tool("chromium", "apt-get install -y chromium");
     let s3 = S3::start(aero_test_support::BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(
@@ -293,39 +244,20 @@ fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
 
     let size = 11 * 1024 * 1024 + 512;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
     let page = PAGE
         .replace("__GW__", &gw.base)
         .replace("__SIZE__", &size.to_string());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || page_server(listener, page, tx));
-
     // The gateway answers CORS itself (preflights included). s3s-fs sends no CORS headers, so
     // the PUTs to its presigned URLs (and reading their ETag) need this browser's web security
     // off; against AWS S3 a bucket CORS rule (PUT allowed, ETag exposed) does the same.
-    let profile = tempfile::tempdir().unwrap();
-    let mut browser = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-web-security",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("{page_origin}/"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let verdict = rx.recv_timeout(Duration::from_secs(180));
-    let _ = browser.kill();
-    let _ = browser.wait();
-    let verdict = verdict.expect("the page posted no verdict within 180 s");
-    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    let v = chromium_verdict_with(
+        listener,
+        page,
+        String::new(),
+        &["--disable-web-security"],
+        Duration::from_secs(180),
+    );
+    let verdict = v.to_string();
     assert_eq!(v["ok"], true, "page verdict: {verdict}");
     assert_eq!(v["range"], v["upload"], "range proxy bytes: {verdict}");
     assert_eq!(v["chunked"], v["upload"], "chunked bytes: {verdict}");

@@ -70,6 +70,17 @@ pub fn chromium_verdict(
     page: String,
     extra_headers: String,
 ) -> serde_json::Value {
+    chromium_verdict_with(listener, page, extra_headers, &[], Duration::from_secs(90))
+}
+
+/// [`chromium_verdict`] with extra Chromium flags and a time limit for the verdict.
+pub fn chromium_verdict_with(
+    listener: TcpListener,
+    page: String,
+    extra_headers: String,
+    flags: &[&str],
+    limit: Duration,
+) -> serde_json::Value {
     let chromium = require_tool("chromium", "apt-get install -y chromium");
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -85,15 +96,16 @@ pub fn chromium_verdict(
             "--disable-sync",
             "--no-first-run",
         ])
+        .args(flags)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("{origin}/"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let verdict = rx.recv_timeout(Duration::from_secs(90));
+    let verdict = rx.recv_timeout(limit);
     let _ = browser.kill();
     let _ = browser.wait();
-    let verdict = verdict.expect("the page posted no verdict within 90 s");
+    let verdict = verdict.unwrap_or_else(|_| panic!("the page posted no verdict within {limit:?}"));
     serde_json::from_str(&verdict).unwrap_or_else(|e| panic!("verdict {verdict}: {e}"))
 }
