@@ -139,6 +139,23 @@ impl Pieces {
         }
     }
 
+    /// Reads one piece into a buffer of exactly its size, as the cache must hold it: what
+    /// storage returns can be a slice of a larger buffer (the fs backend reads into pooled
+    /// 256 KiB buffers), which a cached 1-byte piece would keep whole, far beyond the weight the
+    /// cache counts. Open-file reads are exact already and are not copied.
+    async fn fetch_owned(&self, piece: &Piece) -> std::io::Result<Bytes> {
+        if let Some(files) = &self.files {
+            self.metrics.piece_read();
+            return files.read(piece).await;
+        }
+        let parts = self.fetch(piece).await?;
+        let mut owned = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for part in &parts {
+            owned.extend_from_slice(part);
+        }
+        Ok(Bytes::from(owned))
+    }
+
     /// Bytes the cache holds now.
     pub fn cached_bytes(&self) -> u64 {
         self.cache.as_ref().map_or(0, |c| c.weight())
@@ -155,15 +172,7 @@ impl Pieces {
             return Ok(VecDeque::from([bytes]));
         }
         self.metrics.piece_cache(false);
-        let parts = self.fetch(piece).await?;
-        // Always an exact copy: what storage returns can be a slice of a larger buffer (the fs
-        // backend reads into pooled 256 KiB buffers), which a cached 1-byte piece would keep
-        // whole, far beyond the weight the cache counts.
-        let mut owned = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-        for part in &parts {
-            owned.extend_from_slice(part);
-        }
-        let bytes = Bytes::from(owned);
+        let bytes = self.fetch_owned(piece).await?;
         cache.insert(key, bytes.clone());
         Ok(VecDeque::from([bytes]))
     }
