@@ -363,7 +363,16 @@ impl Config {
             plugins,
             publish,
             serve,
-            gateway: file.gateway,
+            gateway: file.gateway.map(|mut g| {
+                for path in [&mut g.lease_keys, &mut g.cloudfront_private_key_pem]
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| !p.contains("-----BEGIN"))
+                {
+                    *path = base.join(&*path).to_string_lossy().to_string();
+                }
+                g
+            }),
             pull,
             catalog,
             source: (path.to_path_buf(), text),

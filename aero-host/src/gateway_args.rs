@@ -94,6 +94,46 @@ pub struct GatewayArgs {
     /// Connections to the database [default 8].
     #[arg(long, env = "AERO_GATEWAY_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+    /// Lease-key file (JSON: {"signing": KID, "keys": {KID: HEX SECRET}}), the file `serve
+    /// --lease-keys` reads: its signing key signs the leases the gateway grants.
+    #[arg(long, value_name = "FILE", env = "AERO_GATEWAY_LEASE_KEYS")]
+    pub lease_keys: Option<String>,
+    /// Lifetime of a granted lease, 1 to 3600 seconds [default 300].
+    #[arg(long, env = "AERO_GATEWAY_LEASE_TTL_SECONDS")]
+    pub lease_ttl_seconds: Option<u64>,
+    /// Live share links per image [default 100].
+    #[arg(long, env = "AERO_GATEWAY_MAX_SHARE_LINKS")]
+    pub max_share_links: Option<usize>,
+    /// Users in one image's ACL [default 100].
+    #[arg(long, env = "AERO_GATEWAY_MAX_ACL_USERS")]
+    pub max_acl_users: Option<usize>,
+    /// CloudFront host or origin serving the bucket (with the key pair id and private key).
+    #[arg(long, env = "CLOUDFRONT_DOMAIN")]
+    pub cloudfront_domain: Option<String>,
+    /// CloudFront public key id (key group member).
+    #[arg(long, env = "CLOUDFRONT_KEY_PAIR_ID")]
+    pub cloudfront_key_pair_id: Option<String>,
+    /// CloudFront private key: PEM text (\n escapes allowed) or a file path (never logged).
+    #[arg(long, env = "CLOUDFRONT_PRIVATE_KEY_PEM", hide_env_values = true)]
+    pub cloudfront_private_key_pem: Option<String>,
+    /// cookie (signed cookies) or url (signed URLs) [default cookie].
+    #[arg(long, env = "CLOUDFRONT_AUTH_MODE")]
+    pub cloudfront_auth_mode: Option<String>,
+    /// Domain attribute of the signed cookies [default none].
+    #[arg(long, env = "CLOUDFRONT_COOKIE_DOMAIN")]
+    pub cloudfront_cookie_domain: Option<String>,
+    /// SameSite of the signed cookies: None, Lax or Strict [default None].
+    #[arg(long, env = "CLOUDFRONT_COOKIE_SAMESITE")]
+    pub cloudfront_cookie_samesite: Option<String>,
+    /// Partitioned signed cookies (true/false; needs SameSite None) [default false].
+    #[arg(long, env = "CLOUDFRONT_COOKIE_PARTITIONED")]
+    pub cloudfront_cookie_partitioned: Option<String>,
+    /// Lifetime of signed cookies and URLs [default 43200].
+    #[arg(long, env = "CLOUDFRONT_SIGNED_TTL_SECONDS")]
+    pub cloudfront_signed_ttl_seconds: Option<String>,
+    /// rsa-sha1 or ecdsa-sha256 [default: by the key's type].
+    #[arg(long, env = "CLOUDFRONT_SIGNING_ALGORITHM")]
+    pub cloudfront_signing_algorithm: Option<String>,
 }
 
 fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>) -> Option<T> {
@@ -144,7 +184,20 @@ impl GatewayArgs {
             conversion_concurrency,
             job_lease_seconds,
             job_poll_interval_ms,
-            db_max_connections
+            db_max_connections,
+            lease_keys,
+            lease_ttl_seconds,
+            max_share_links,
+            max_acl_users,
+            cloudfront_domain,
+            cloudfront_key_pair_id,
+            cloudfront_private_key_pem,
+            cloudfront_auth_mode,
+            cloudfront_cookie_domain,
+            cloudfront_cookie_samesite,
+            cloudfront_cookie_partitioned,
+            cloudfront_signed_ttl_seconds,
+            cloudfront_signing_algorithm
         )
     }
 
@@ -198,8 +251,19 @@ impl GatewayArgs {
             max_body_bytes => max_body_bytes, max_image_bytes => max_image_bytes,
             max_conversions => max_conversions, chunk_size => chunk_size,
             conversion_concurrency => conversion_concurrency,
-            db_max_connections => db_max_connections
+            db_max_connections => db_max_connections,
+            max_share_links => max_share_links, max_acl_users => max_acl_users
         );
+        if let Some(v) = self.lease_ttl_seconds {
+            s.lease_ttl = Duration::from_secs(v);
+        }
+        if let Some(path) = &self.lease_keys {
+            s.lease_keys = Some(aero_access::LeaseKeys::load(std::path::Path::new(path.trim()))?);
+        }
+        s.cloudfront = aero_access::cloudfront::CloudFront::from_settings(&|name| {
+            self.cloudfront_setting(name)
+        })
+        .map(|cf| cf.map(std::sync::Arc::new));
         if let Some(v) = self.upload_url_expiry_seconds {
             s.upload_url_expiry = Duration::from_secs(v);
         }
@@ -211,6 +275,26 @@ impl GatewayArgs {
         }
         s.validate().map_err(|e| anyhow!(e))?;
         Ok(s)
+    }
+}
+
+impl GatewayArgs {
+    /// The SPEC 4.8 CloudFront value `name` (and `IMAGE_BASE_PATH`), as CloudFront's
+    /// settings reader asks for it.
+    fn cloudfront_setting(&self, name: &str) -> Option<String> {
+        match name {
+            "CLOUDFRONT_DOMAIN" => self.cloudfront_domain.clone(),
+            "CLOUDFRONT_KEY_PAIR_ID" => self.cloudfront_key_pair_id.clone(),
+            "CLOUDFRONT_PRIVATE_KEY_PEM" => self.cloudfront_private_key_pem.clone(),
+            "CLOUDFRONT_AUTH_MODE" => self.cloudfront_auth_mode.clone(),
+            "CLOUDFRONT_COOKIE_DOMAIN" => self.cloudfront_cookie_domain.clone(),
+            "CLOUDFRONT_COOKIE_SAMESITE" => self.cloudfront_cookie_samesite.clone(),
+            "CLOUDFRONT_COOKIE_PARTITIONED" => self.cloudfront_cookie_partitioned.clone(),
+            "CLOUDFRONT_SIGNED_TTL_SECONDS" => self.cloudfront_signed_ttl_seconds.clone(),
+            "CLOUDFRONT_SIGNING_ALGORITHM" => self.cloudfront_signing_algorithm.clone(),
+            "IMAGE_BASE_PATH" => self.image_base_path.clone(),
+            _ => None,
+        }
     }
 }
 

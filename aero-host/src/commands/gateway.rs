@@ -92,6 +92,9 @@ fn bucket_storage(
 
 /// Runs the gateway until SIGINT/SIGTERM.
 pub async fn run(plugins: &PluginSet, settings: Settings) -> Result<()> {
+    if let Err(e) = &settings.cloudfront {
+        eprintln!("aero-host gateway: warning: {e}; stream-url and the chunked routes answer 500 MISCONFIG");
+    }
     let db = open_db(&settings.database, settings.db_max_connections).await?;
     let storage = bucket_storage(plugins, &settings)?;
     let addr = settings.listen_addr;

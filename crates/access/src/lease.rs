@@ -27,6 +27,8 @@ pub const LEASE_QUERY: &str = "lease";
 pub const MAX_TOKEN_LEN: usize = 1024;
 /// The longest lease that can be minted. Leases are meant to live minutes and be renewed.
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
+/// The longest subject a lease names.
+pub const MAX_SUBJECT_LEN: usize = 300;
 
 const VERSION_TAG: &str = "v1";
 
@@ -78,6 +80,9 @@ pub enum MintError {
     /// Zero or longer than [`MAX_LEASE_TTL`].
     #[error("a lease lives from 1 second to {max} seconds, not {0} seconds", max = MAX_LEASE_TTL.as_secs())]
     BadTtl(u64),
+    /// A subject longer than [`MAX_SUBJECT_LEN`].
+    #[error("a lease subject has at most {MAX_SUBJECT_LEN} bytes")]
+    BadSubject,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,6 +92,8 @@ struct Claims {
     ver: Option<String>,
     scp: String,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
 }
 
 /// A verified lease.
@@ -100,6 +107,9 @@ pub struct Lease {
     pub version: Option<String>,
     /// When it stops being valid.
     pub expires_at: SystemTime,
+    /// On whose behalf the gateway granted it (e.g. `user:alice` or `link:ID`), so that a
+    /// renewal can ask again whether that grant still holds. `serve` ignores it.
+    pub subject: Option<String>,
 }
 
 impl Lease {
@@ -161,6 +171,22 @@ impl LeaseKeys {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<Minted, MintError> {
+        self.mint_for(image, version, None, ttl, now)
+    }
+
+    /// Like [`LeaseKeys::mint`], naming the `subject` the lease is granted to (at most
+    /// [`MAX_SUBJECT_LEN`] bytes).
+    pub fn mint_for(
+        &self,
+        image: &str,
+        version: Option<&str>,
+        subject: Option<&str>,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Minted, MintError> {
+        if subject.is_some_and(|s| s.len() > MAX_SUBJECT_LEN) {
+            return Err(MintError::BadSubject);
+        }
         for id in std::iter::once(image).chain(version) {
             if !id_ok(id) {
                 return Err(MintError::BadId(id.to_string()));
@@ -175,6 +201,7 @@ impl LeaseKeys {
             ver: version.map(str::to_string),
             scp: Action::Read.scope().to_string(),
             exp,
+            sub: subject.map(str::to_string),
         };
         let json = serde_json::to_vec(&claims).expect("claims serialise");
         let (kid, secret) = self.signing();
@@ -220,6 +247,7 @@ impl LeaseKeys {
             image: claims.img,
             version: claims.ver,
             expires_at: from_unix(claims.exp),
+            subject: claims.sub,
         })
     }
 }
@@ -260,6 +288,19 @@ mod tests {
         assert_eq!(lease.covers("win8", None), Err(LeaseError::WrongImage));
         let json = m.to_json();
         assert_eq!(json["expiresAt"], "2027-01-15T08:05:00Z");
+        assert_eq!(lease.subject, None);
+        let ttl = Duration::from_secs(60);
+        let named = k
+            .mint_for("win7", None, Some("user:alice"), ttl, now())
+            .unwrap();
+        let named = k.verify(&named.token, now()).unwrap();
+        assert_eq!(named.subject.as_deref(), Some("user:alice"));
+        let long = "x".repeat(MAX_SUBJECT_LEN + 1);
+        assert_eq!(
+            k.mint_for("win7", None, Some(&long), ttl, now())
+                .unwrap_err(),
+            MintError::BadSubject
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Access to private images, shared by the gateway (which grants access) and `serve` (which
 //! enforces it) — SPEC 4.5, 4.7, 4.8 and Part 5:
 //!
+//! - [`carrier`]: where a lease travels in an HTTP request (bearer, query, cookie);
 //! - [`keys`]: the lease-key file (`--lease-keys FILE`): one signing key, every key verifies;
 //! - [`lease`]: leases, short-lived HMAC-signed capability tokens for one image (and version),
 //!   scope `disk:read`, with an expiry; minted by the gateway, verified by `serve`;
@@ -12,6 +13,7 @@
 //!
 //! Secrets (key material, tokens) never appear in `Debug` output or error messages.
 
+pub mod carrier;
 pub mod cloudfront;
 pub mod keys;
 pub mod lease;

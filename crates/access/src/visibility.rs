@@ -36,6 +36,13 @@ impl Visibility {
             Visibility::Public => "public",
         }
     }
+
+    /// The visibility named `name` (`private`, `shared` or `public`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Visibility::Private, Visibility::Shared, Visibility::Public]
+            .into_iter()
+            .find(|v| v.as_str() == name)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,6 +109,7 @@ mod tests {
     fn parses_the_three_values_and_names_bad_ones() {
         for v in [Visibility::Private, Visibility::Shared, Visibility::Public] {
             assert_eq!(parse(&to_json(v)), Ok(v));
+            assert_eq!(Visibility::from_name(v.as_str()), Some(v));
             assert_eq!(
                 String::from_utf8(to_json(v)).unwrap(),
                 format!("{{\"visibility\":\"{}\"}}", v.as_str())
@@ -111,6 +119,7 @@ mod tests {
             .unwrap_err()
             .contains("unknown variant"));
         assert!(parse(b"{}").unwrap_err().contains("missing field"));
+        assert_eq!(Visibility::from_name("Private"), None);
         assert_eq!(access_key("images/", "win7"), "images/win7/access.json");
     }
 

@@ -4,91 +4,9 @@
 //! the cookie).
 
 use aero_access::cloudfront::{AuthMode, CloudFront, SigningAlgorithm};
-use aero_test_support::require_tool;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use aero_test_support::openssl::{cf_decode, keypair, openssl_verifies};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
-
-fn openssl() -> PathBuf {
-    require_tool("openssl", None, "apt-get install -y openssl")
-}
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(openssl()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A private key made by openssl, and its public key.
-fn keypair(dir: &Path, kind: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{kind}.key"));
-    let public = dir.join(format!("{kind}.pub"));
-    let k = key.to_str().unwrap();
-    match kind {
-        "rsa" => run(&["genrsa", "-out", k, "2048"]),
-        _ => run(&[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            k,
-        ]),
-    };
-    run(&[
-        "pkey",
-        "-in",
-        k,
-        "-pubout",
-        "-out",
-        public.to_str().unwrap(),
-    ]);
-    (key, public)
-}
-
-fn cf_decode(text: &str) -> Vec<u8> {
-    let std: String = text
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '=',
-            '~' => '/',
-            c => c,
-        })
-        .collect();
-    STANDARD.decode(std).unwrap()
-}
-
-/// Whether openssl verifies `signature` over `policy` with `public` and `digest`.
-fn openssl_verifies(
-    dir: &Path,
-    public: &Path,
-    digest: &str,
-    policy: &[u8],
-    signature: &[u8],
-) -> bool {
-    let (p, s) = (dir.join("policy"), dir.join("sig"));
-    std::fs::write(&p, policy).unwrap();
-    std::fs::write(&s, signature).unwrap();
-    let out = Command::new(openssl())
-        .args(["dgst", &format!("-{digest}"), "-verify"])
-        .arg(public)
-        .arg("-signature")
-        .arg(&s)
-        .arg(&p)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    out.status.success() && text.contains("Verified OK")
-}
 
 fn signer(settings: &[(&str, String)]) -> CloudFront {
     let map: HashMap<String, String> = settings

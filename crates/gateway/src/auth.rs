@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 pub const MAX_USER_ID: usize = 256;
 /// The caller of `AUTH_MODE=none`.
 pub const PUBLIC_USER: &str = "public";
-/// How tokens start.
-const TOKEN_PREFIX: &str = "agw_";
+/// How API tokens start.
+pub const TOKEN_PREFIX: &str = "agw_";
 
 /// A new token: what to hand to the user once, and what to store.
 pub struct NewToken {

@@ -187,6 +187,17 @@ async fn convert(gateway: &Arc<Gateway>, rec: &ImageRecord) -> Result<Converted,
         // A re-conversion of the same image copies the chunks it already has.
         base: Base::Auto,
     };
+    // The visibility object goes first, so `serve` never sees this image without one (it
+    // would read a missing object as public); the current record decides its value.
+    let current = gateway
+        .db
+        .get(&rec.id)
+        .await
+        .map_err(|e| format!("reading the record: {e}"))?
+        .map_or(rec.visibility, |r| r.visibility);
+    aero_access::visibility::write(&gateway.storage, &settings.chunked_prefix, &rec.id, current)
+        .await
+        .map_err(|e| format!("writing the visibility object: {e}"))?;
     let summary = publish(
         Arc::clone(&gateway.storage),
         opened.disk,

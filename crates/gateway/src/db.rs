@@ -4,6 +4,7 @@
 //! gets [`DbError::Conflict`] (409), never a lost update.
 
 use crate::record::{ImageRecord, JobState, State};
+use aero_access::Visibility;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::time::Duration;
@@ -26,7 +27,8 @@ pub enum DbError {
 pub type DbResult<T> = std::result::Result<T, DbError>;
 
 /// The schema, one migration per version; applied in order, each once.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
     1,
     &[
         "CREATE TABLE images (
@@ -64,7 +66,33 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
         )",
         "CREATE INDEX api_tokens_by_user ON api_tokens (user_id)",
     ],
-)];
+    ),
+    // Visibility, the ACL and share links (SPEC 5.2). Share links hold only the sha256 of
+    // their token; `revoked_at` is the revoked flag (and when).
+    (
+        2,
+        &[
+            "ALTER TABLE images ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'",
+            "CREATE TABLE image_acl (
+                image_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                access TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (image_id, user_id)
+            )",
+            "CREATE TABLE share_links (
+                id TEXT PRIMARY KEY,
+                image_id TEXT NOT NULL,
+                token_sha256 TEXT NOT NULL UNIQUE,
+                expires_at BIGINT,
+                revoked_at BIGINT,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            "CREATE INDEX share_links_by_image ON share_links (image_id, created_at)",
+        ],
+    ),
+];
 
 /// The newest schema version.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -83,7 +111,7 @@ pub struct StoredToken {
 /// The database.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -207,9 +235,9 @@ impl Db {
             "INSERT INTO images (id, owner_id, kind, state, failure_reason, version, upload_id,
                 source_key, size_bytes, etag, last_modified, disk_format, disk_size, chunked_prefix,
                 chunked_manifest_key, job_state, job_owner, job_lease_until, job_attempts,
-                created_at, updated_at, revision)
+                created_at, updated_at, revision, visibility)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22)",
+                $18, $19, $20, $21, $22, $23)",
         )
         .bind(&rec.id)
         .bind(&rec.owner_id)
@@ -233,6 +261,7 @@ impl Db {
         .bind(rec.created_at)
         .bind(rec.updated_at)
         .bind(rec.revision)
+        .bind(rec.visibility.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -246,8 +275,9 @@ impl Db {
             "UPDATE images SET state = $1, failure_reason = $2, upload_id = $3, size_bytes = $4,
                 etag = $5, last_modified = $6, disk_format = $7, disk_size = $8,
                 chunked_prefix = $9, chunked_manifest_key = $10, job_state = $11, job_owner = $12,
-                job_lease_until = $13, job_attempts = $14, updated_at = $15, revision = $16
-             WHERE id = $17 AND revision = $18",
+                job_lease_until = $13, job_attempts = $14, updated_at = $15, revision = $16,
+                visibility = $17
+             WHERE id = $18 AND revision = $19",
         )
         .bind(rec.state.as_str())
         .bind(&rec.failure_reason)
@@ -265,6 +295,7 @@ impl Db {
         .bind(rec.job_attempts)
         .bind(updated_at)
         .bind(rec.revision + 1)
+        .bind(rec.visibility.as_str())
         .bind(&rec.id)
         .bind(rec.revision)
         .execute(&self.pool)
@@ -369,6 +400,7 @@ impl Db {
 
 fn from_row(r: &AnyRow) -> DbResult<ImageRecord> {
     let state: String = r.try_get("state")?;
+    let visibility: String = r.try_get("visibility")?;
     let job_state: String = r.try_get("job_state")?;
     Ok(ImageRecord {
         id: r.try_get("id")?,
@@ -396,5 +428,8 @@ fn from_row(r: &AnyRow) -> DbResult<ImageRecord> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         revision: r.try_get("revision")?,
+        visibility: Visibility::from_name(&visibility).ok_or_else(|| {
+            DbError::Invalid(format!("unknown visibility '{visibility}' in the database"))
+        })?,
     })
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 const EXPOSE_HEADERS: &str =
     "accept-ranges,content-range,content-length,content-encoding,etag,last-modified";
 /// Methods a preflight allows.
-const ALLOW_METHODS: &str = "GET,HEAD,POST,DELETE,OPTIONS";
+const ALLOW_METHODS: &str = "GET,HEAD,POST,PATCH,DELETE,OPTIONS";
 /// Request headers a preflight allows when the request's own list is not usable.
 const DEFAULT_ALLOW_HEADERS: &str = "range,if-range,content-type,x-user-id,authorization";
 /// Longest `Access-Control-Request-Headers` echoed back.

@@ -8,15 +8,18 @@
 //! the conversion jobs until the shutdown future completes.
 
 pub mod auth;
+mod authz;
 mod convert;
 pub mod db;
 mod error;
+pub mod grants;
 mod http;
 mod proxy;
 mod record;
 mod routes;
 pub mod s3;
 pub mod settings;
+mod sharing;
 mod source;
 
 pub use convert::MAX_ATTEMPTS;
@@ -88,6 +91,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
         ("/v1/images/{imageId}", "get", on(get, get_image)),
         (
             "/v1/images/{imageId}",
+            "patch",
+            on(MethodFilter::PATCH, sharing::patch),
+        ),
+        (
+            "/v1/images/{imageId}",
             "delete",
             on(MethodFilter::DELETE, delete_image),
         ),
@@ -105,6 +113,22 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
             "get",
             on(get, stream_url),
         ),
+        (
+            "/v1/images/{imageId}/share-links",
+            "post",
+            on(post, sharing::create_link),
+        ),
+        (
+            "/v1/images/{imageId}/share-links",
+            "get",
+            on(get, sharing::list_links),
+        ),
+        (
+            "/v1/images/{imageId}/share-links/{linkId}",
+            "delete",
+            on(MethodFilter::DELETE, sharing::revoke_link),
+        ),
+        ("/v1/images/{imageId}/lease", "post", on(post, sharing::lease)),
         ("/v1/images/{imageId}/range", "get", on(get, proxy::range)),
         ("/v1/images/{imageId}/range", "head", on(head, proxy::range)),
         (

@@ -1,13 +1,15 @@
 //! The byte proxies: the Range proxy of the uploaded object (SPEC 4.6) and the chunked
-//! manifest and chunk routes (SPEC 4.7), streamed from S3 with the SPEC's headers.
+//! manifest and chunk routes (SPEC 4.7), streamed from S3 with the SPEC's headers, or, for
+//! the chunked routes with CloudFront configured, a 307 to CloudFront. Each takes a lease or
+//! a session that may read the image ([`authz::authorize_read`]).
 
 use crate::error::{ApiError, ApiResult};
 use crate::record::{ImageRecord, State};
-use crate::routes::owned;
+use crate::authz::authorize_read;
 use crate::Gateway;
 use axum::body::Body;
 use axum::extract::{Path, State as Shared};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -205,9 +207,10 @@ pub async fn range(
     gw: Gw,
     Path(id): Path<String>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let rec = authorize_read(&gw, &headers, &uri, &id).await?;
     if headers
         .get(header::RANGE)
         .is_some_and(|v| v.len() > MAX_RANGE_HEADER)
@@ -391,7 +394,7 @@ pub async fn range(
 }
 
 /// The key of the manifest and the directory its chunks are under (SPEC 4.7).
-fn chunked_keys(rec: &ImageRecord) -> ApiResult<(String, String)> {
+pub(crate) fn chunked_keys(rec: &ImageRecord) -> ApiResult<(String, String)> {
     if let Some(key) = &rec.chunked_manifest_key {
         let key = key.trim_start_matches('/').to_string();
         let base = key
@@ -443,6 +446,29 @@ fn chunk_name(param: &str) -> ApiResult<String> {
     Ok(format!("{n:08}.bin"))
 }
 
+/// A 307 to CloudFront for `key` (SPEC 4.7), when CloudFront is configured.
+fn redirect(gw: &Gateway, key: &str) -> ApiResult<Option<Response>> {
+    let cloudfront = gw
+        .settings
+        .cloudfront
+        .as_ref()
+        .map_err(crate::routes::misconfig)?;
+    let Some(cf) = cloudfront else {
+        return Ok(None);
+    };
+    let location = cf
+        .redirect_location(key, SystemTime::now())
+        .map_err(|e| crate::routes::misconfig(&e))?;
+    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).map_err(ApiError::internal)?,
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(Some(resp))
+}
+
 async fn chunked_object(
     gw: &Gateway,
     method: Method,
@@ -456,6 +482,9 @@ async fn chunked_object(
             rec.id,
             rec.state.as_str()
         )));
+    }
+    if let Some(resp) = redirect(gw, key)? {
+        return Ok(resp);
     }
     let operation = if method == Method::HEAD {
         "HeadObject"
@@ -488,9 +517,10 @@ pub async fn manifest(
     gw: Gw,
     Path(id): Path<String>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let rec = authorize_read(&gw, &headers, &uri, &id).await?;
     let (key, _) = chunked_keys(&rec)?;
     chunked_object(&gw, method, &rec, &key, "application/json").await
 }
@@ -500,9 +530,10 @@ pub async fn chunk(
     gw: Gw,
     Path((id, index)): Path<(String, String)>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let rec = authorize_read(&gw, &headers, &uri, &id).await?;
     let name = chunk_name(&index)?;
     let (_, base) = chunked_keys(&rec)?;
     let key = format!("{base}chunks/{name}");

@@ -1,5 +1,6 @@
 //! An image record (SPEC 4.1 and 5.2) and its JSON view.
 
+use aero_access::Visibility;
 use serde_json::{json, Value};
 
 /// Where an image is in its life.
@@ -121,6 +122,8 @@ pub struct ImageRecord {
     pub updated_at: i64,
     /// Optimistic-concurrency revision, advanced by every write.
     pub revision: i64,
+    /// Who may read it besides its owner (`private` for new images).
+    pub visibility: Visibility,
 }
 
 /// ISO 8601 (UTC, milliseconds) of ms since the epoch.
@@ -139,6 +142,7 @@ impl ImageRecord {
             "ownerId": self.owner_id,
             "kind": self.kind,
             "state": self.state.as_str(),
+            "visibility": self.visibility.as_str(),
             "failureReason": self.failure_reason,
             "version": self.version,
             "sizeBytes": self.size_bytes,

@@ -1,9 +1,11 @@
 //! The management routes: create an image, presign part URLs, report and complete the upload,
 //! abort, delete, list and read records, metadata and stream-url (SPEC 4.3, 4.4, 4.5 with the
-//! `none` mode), health and readiness. Every image route first checks that the record exists
-//! (404) and belongs to the caller (403).
+//! `none` and CloudFront modes), health and readiness. Every image route first checks that the
+//! record exists (404) and that the permission matrix grants the caller the route's action
+//! (403), through [`authz`].
 
 use crate::auth;
+use crate::authz::authorize;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{json_body, required_json, self_url};
 use crate::record::{iso, ImageRecord, JobState, State};
@@ -12,6 +14,8 @@ use axum::body::Body;
 use axum::extract::{Path, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use aero_access::cloudfront::AuthMode as CloudFrontMode;
+use aero_access::{visibility, Action, Visibility};
 use axum::Json;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
@@ -29,28 +33,6 @@ const MAX_ETAG: usize = 4096;
 const MAX_LISTED: i64 = 1000;
 
 type Gw = Shared<Arc<Gateway>>;
-
-/// The caller and the record `id`, which must exist and be theirs.
-pub async fn owned(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    id: &str,
-) -> ApiResult<(String, ImageRecord)> {
-    let caller = auth::caller(gw.settings.auth_mode, &gw.db, headers).await?;
-    let not_found = || ApiError::not_found(format!("no image {id}"));
-    if !aero_chunked::layout::id_ok(id) {
-        return Err(not_found());
-    }
-    let rec = gw.db.get(id).await?.ok_or_else(not_found)?;
-    if rec.owner_id != caller {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            format!("image {id} belongs to another user"),
-        ));
-    }
-    Ok((caller, rec))
-}
 
 fn require_state(rec: &ImageRecord, wanted: State, doing: &str) -> ApiResult<()> {
     if rec.state == wanted {
@@ -108,13 +90,23 @@ pub async fn create(gw: Gw, headers: HeaderMap, body: Body) -> ApiResult<Json<Va
     }
     let id = uuid::Uuid::new_v4().to_string();
     let version = uuid::Uuid::new_v4().to_string();
-    let owner_segment = utf8_percent_encode(&owner, NON_ALPHANUMERIC).to_string();
+    let owner_segment = owner_segment(&owner);
     let base = gw.settings.upload_prefix();
     let source_key = if base.is_empty() {
         format!("{owner_segment}/{id}/{version}/disk.img")
     } else {
         format!("{base}/{owner_segment}/{id}/{version}/disk.img")
     };
+    // The image is private from its first byte: `serve` reads the visibility object, and a
+    // missing one would mean public.
+    visibility::write(
+        &gw.storage,
+        &gw.settings.chunked_prefix,
+        &id,
+        Visibility::Private,
+    )
+    .await
+    .map_err(|e| ApiError::bad_gateway("S3_ERROR", format!("visibility object: {e}")))?;
     let upload_id = gw
         .s3
         .create_multipart(&source_key, gw.settings.image_cache_control.header())
@@ -143,6 +135,7 @@ pub async fn create(gw: Gw, headers: HeaderMap, body: Body) -> ApiResult<Json<Va
         created_at: now,
         updated_at: now,
         revision: 0,
+        visibility: Visibility::Private,
     };
     gw.db.insert(&rec).await?;
     Ok(Json(json!({
@@ -168,7 +161,7 @@ pub async fn get_image(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let (_, rec) = authorize(&gw, &headers, &id, Action::Read).await?;
     Ok(Json(rec.to_json()))
 }
 
@@ -212,7 +205,7 @@ pub async fn upload_url(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let (_, rec) = authorize(&gw, &headers, &id, Action::Upload).await?;
     let body: Value = required_json(body, gw.settings.max_body_bytes).await?;
     if !body.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -260,7 +253,7 @@ pub async fn upload_status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let (_, rec) = authorize(&gw, &headers, &id, Action::Upload).await?;
     require_state(&rec, State::Uploading, "list the uploaded parts")?;
     let upload_id = rec.upload_id.clone().unwrap_or_default();
     let parts = gw.s3.list_parts(&rec.source_key, &upload_id).await?;
@@ -335,7 +328,7 @@ pub async fn complete(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let (_, mut rec) = owned(&gw, &headers, &id).await?;
+    let (_, mut rec) = authorize(&gw, &headers, &id, Action::Upload).await?;
     let body: Value = required_json(body, gw.settings.max_body_bytes).await?;
     if !body.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -465,7 +458,7 @@ fn check_parts(gw: &Gateway, parts: &[(u32, String)], held: &[crate::s3::Part]) 
 
 /// `POST /v1/images/{id}/abort`: aborts the multipart upload; the record becomes `failed`.
 pub async fn abort(gw: Gw, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let (_, mut rec) = owned(&gw, &headers, &id).await?;
+    let (_, mut rec) = authorize(&gw, &headers, &id, Action::Upload).await?;
     require_state(&rec, State::Uploading, "abort the upload")?;
     let upload_id = rec.upload_id.take().unwrap_or_default();
     rec.state = State::Failed;
@@ -482,7 +475,7 @@ pub async fn delete_image(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (_, mut rec) = owned(&gw, &headers, &id).await?;
+    let (_, mut rec) = authorize(&gw, &headers, &id, Action::Delete).await?;
     match rec.state {
         State::Deleted => {
             return Err(ApiError::invalid_state(format!(
@@ -526,7 +519,7 @@ pub async fn metadata(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let (_, rec) = authorize(&gw, &headers, &id, Action::Read).await?;
     Ok(Json(json!({
         "size": rec.size_bytes,
         "etag": rec.etag,
@@ -535,27 +528,75 @@ pub async fn metadata(
     })))
 }
 
-/// `GET /v1/images/{id}/stream-url`: where to stream a ready image from (the `none` mode of
-/// SPEC 4.5: the gateway's own range and chunked routes).
+/// The owner's segment of an uploaded object's key (and of its CloudFront URL).
+fn owner_segment(owner: &str) -> String {
+    utf8_percent_encode(owner, NON_ALPHANUMERIC).to_string()
+}
+
+/// `GET /v1/images/{id}/stream-url`: where to stream a ready image from (SPEC 4.5). Without
+/// CloudFront (`none`): the gateway's own range and chunked routes. With CloudFront, cookie
+/// mode: the stable CloudFront URL and signed cookies (custom policy, wildcard resource) in
+/// the JSON and as `Set-Cookie`; URL mode: a signed URL (canned policy). A partial CloudFront
+/// configuration is 500 `MISCONFIG`.
 pub async fn stream_url(gw: Gw, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
-    let (_, rec) = owned(&gw, &headers, &id).await?;
+    let (_, rec) = authorize(&gw, &headers, &id, Action::Read).await?;
     require_state(&rec, State::Ready, "stream")?;
+    let cloudfront = gw.settings.cloudfront.as_ref().map_err(misconfig)?;
+    let manifest_route = self_url(&headers, &format!("/v1/images/{id}/chunked/manifest"));
+    let mut set_cookies = Vec::new();
+    let (url, auth, manifest_url) = match cloudfront {
+        None => (
+            self_url(&headers, &format!("/v1/images/{id}/range")),
+            json!({"type": "none"}),
+            manifest_route,
+        ),
+        Some(cf) => {
+            let owner = owner_segment(&rec.owner_id);
+            let disk = cf.disk_url(&owner, &rec.id, &rec.version);
+            let now = std::time::SystemTime::now();
+            match cf.mode() {
+                CloudFrontMode::Cookie => {
+                    let resource = format!("{}*", cf.version_url(&owner, &rec.id, &rec.version));
+                    let signed = cf.sign_cookies(&resource, now).map_err(|e| misconfig(&e))?;
+                    set_cookies = signed.cookies.iter().map(|c| c.set_cookie()).collect();
+                    let manifest = crate::proxy::chunked_keys(&rec)
+                        .map(|(key, _)| cf.key_url(&key))
+                        .unwrap_or(manifest_route);
+                    (disk, signed.auth_json(), manifest)
+                }
+                CloudFrontMode::Url => {
+                    let signed = cf.sign_url(&disk, now).map_err(|e| misconfig(&e))?;
+                    (signed.url.clone(), signed.auth_json(), manifest_route)
+                }
+            }
+        }
+    };
     let mut body = json!({
-        "url": self_url(&headers, &format!("/v1/images/{id}/range")),
-        "auth": {"type": "none"},
+        "url": url,
+        "auth": auth,
         "size": rec.size_bytes,
         "etag": rec.etag,
     });
     if rec.chunked_manifest_key.is_some() {
-        body["chunked"] = json!({
-            "delivery": "chunked",
-            "manifestUrl": self_url(&headers, &format!("/v1/images/{id}/chunked/manifest")),
-        });
+        body["chunked"] = json!({"delivery": "chunked", "manifestUrl": manifest_url});
     }
     let mut resp = Json(body).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in set_cookies {
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&c).map_err(ApiError::internal)?,
+        );
+    }
     Ok(resp)
+}
+
+/// 500 `MISCONFIG` (SPEC 4.3): CloudFront is partly or wrongly configured; the cause goes to
+/// the log (it never quotes key material).
+pub fn misconfig(e: &aero_access::cloudfront::CloudFrontError) -> ApiError {
+    tracing::error!("{e}");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), String::new())
 }
 
 /// Any path the gateway does not serve.

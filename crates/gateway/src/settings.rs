@@ -2,7 +2,10 @@
 //! table of defaults. The library never reads the environment: the binary resolves flags,
 //! environment variables and the `[gateway]` table into a [`Settings`].
 
+use aero_access::cloudfront::{CloudFront, CloudFrontError};
+use aero_access::LeaseKeys;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Smallest multipart part size S3 accepts (5 MiB).
@@ -149,6 +152,20 @@ pub struct Settings {
     pub job_poll_interval: Duration,
     /// Connections to the database. Default 8.
     pub db_max_connections: u32,
+    /// The lease keys (`--lease-keys FILE`, the file `serve` reads): the signing key signs the
+    /// leases the gateway grants, every key verifies the leases it is shown. Without them no
+    /// lease is granted (503 `NO_LEASE_KEYS`) and lease-carrying requests are refused.
+    pub lease_keys: Option<LeaseKeys>,
+    /// Lifetime of a granted lease: 1 s to 1 hour. Default 300 s.
+    pub lease_ttl: Duration,
+    /// Live (unrevoked) share links per image (409 `LIMIT_REACHED` beyond). Default 100.
+    pub max_share_links: usize,
+    /// Users in one image's ACL (400 beyond). Default 100.
+    pub max_acl_users: usize,
+    /// CloudFront (SPEC 4.5, 4.7, 4.8): `Ok(None)` when not configured, the signer when fully
+    /// configured, the `MISCONFIG` error of a partial or invalid configuration (answered as a
+    /// 500 by the routes that need it). Default not configured.
+    pub cloudfront: Result<Option<Arc<CloudFront>>, CloudFrontError>,
 }
 
 impl Settings {
@@ -175,6 +192,11 @@ impl Settings {
             job_lease: Duration::from_secs(60),
             job_poll_interval: Duration::from_secs(1),
             db_max_connections: 8,
+            lease_keys: None,
+            lease_ttl: Duration::from_secs(300),
+            max_share_links: 100,
+            max_acl_users: 100,
+            cloudfront: Ok(None),
         }
     }
 
@@ -220,6 +242,13 @@ impl Settings {
                 MAX_URL_EXPIRY.as_secs()
             ));
         }
+        if self.lease_ttl.is_zero() || self.lease_ttl > aero_access::lease::MAX_LEASE_TTL {
+            return Err(format!(
+                "lease_ttl_seconds {} must lie between 1 and {}",
+                self.lease_ttl.as_secs(),
+                aero_access::lease::MAX_LEASE_TTL.as_secs()
+            ));
+        }
         aero_chunked::layout::check_prefix(&self.chunked_prefix).map_err(|e| e.to_string())?;
         if !self.chunked_prefix.ends_with('/') {
             return Err(format!(
@@ -235,6 +264,8 @@ impl Settings {
             ("conversion_concurrency", self.conversion_concurrency as u64),
             ("db_max_connections", self.db_max_connections as u64),
             ("job_lease_seconds", self.job_lease.as_secs()),
+            ("max_share_links", self.max_share_links as u64),
+            ("max_acl_users", self.max_acl_users as u64),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -295,6 +326,9 @@ mod tests {
         let mut bad = ok.clone();
         bad.upload_url_expiry = Duration::from_secs(8 * 24 * 3600);
         assert!(bad.validate().unwrap_err().contains("upload_url_expiry"));
+        let mut bad = ok.clone();
+        bad.lease_ttl = Duration::from_secs(7200);
+        assert!(bad.validate().unwrap_err().contains("lease_ttl_seconds"));
         let mut bad = ok;
         bad.s3.bucket.clear();
         assert!(bad.validate().unwrap_err().contains("S3_BUCKET"));

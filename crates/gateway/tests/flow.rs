@@ -616,7 +616,8 @@ async fn the_openapi_document_lists_exactly_the_routes() {
     for (method, path) in served {
         let path = path
             .replace("{imageId}", "8d3a3f4e-0000-4000-8000-000000000000")
-            .replace("{chunkIndex}", "0");
+            .replace("{chunkIndex}", "0")
+            .replace("{linkId}", "8d3a3f4e-0000-4000-8000-000000000001");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let resp = client.req(method.clone(), &path).send().await.unwrap();
         let status = resp.status().as_u16();

@@ -2,6 +2,8 @@
 //! fails the test with an install hint; no test passes by skipping), a real S3-compatible
 //! server (s3s-fs) per test, sha256 helpers and the fixture set.
 
+pub mod openssl;
+
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -13,13 +13,12 @@ use super::errors::ApiError;
 use super::guard::{Shape, Target};
 use crate::routes::paths::{ChunkedPath, ImagePath, MetaPath};
 use crate::state::Shared;
-use aero_access::{LeaseError, Visibility, LEASE_COOKIE, LEASE_QUERY};
+use aero_access::{LeaseError, Visibility};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use percent_encoding::percent_decode_str;
 use std::time::SystemTime;
 
 /// A route shape that names an image (and maybe a version).
@@ -63,37 +62,6 @@ enum Denied {
     Lease(LeaseError),
     /// This server has no lease keys, so it cannot grant anything.
     NoKeys,
-}
-
-/// The lease a request carries: bearer token, else query parameter, else cookie.
-fn presented(req: &Request) -> Option<String> {
-    let h = req.headers();
-    let bearer = h
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string());
-    bearer
-        .or_else(|| {
-            req.uri().query()?.split('&').find_map(|pair| {
-                let value = pair.strip_prefix(LEASE_QUERY)?.strip_prefix('=')?;
-                Some(percent_decode_str(value).decode_utf8().ok()?.into_owned())
-            })
-        })
-        .or_else(|| cookie(h))
-}
-
-/// The lease cookie among the request's `Cookie` headers.
-fn cookie(h: &HeaderMap) -> Option<String> {
-    h.get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == LEASE_COOKIE).then(|| value.trim_matches('"').to_string())
-        })
 }
 
 /// Checks the request's lease against `id` at the version the path names (or, for a lease
@@ -155,7 +123,7 @@ pub async fn layer<S: Scoped>(
         return next.run(req).await;
     };
     let (id, version) = (path.image().to_string(), path.version().map(str::to_string));
-    let token = presented(&req);
+    let token = aero_access::carrier::presented(req.headers(), req.uri());
     match st.store.visibility(&id).await {
         Ok(Visibility::Public) => return next.run(req).await,
         Ok(_) => {}
@@ -175,34 +143,4 @@ pub async fn layer<S: Scoped>(
         HeaderValue::from_static("private, no-store, no-transform"),
     );
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(builder: axum::http::request::Builder) -> Request {
-        builder.body(Body::empty()).unwrap()
-    }
-
-    #[test]
-    fn the_lease_comes_from_the_header_then_the_query_then_the_cookie() {
-        let r = |b| presented(&req(b));
-        let base = || Request::builder().uri("/v1/images/a?x=1&lease=Q%2e1");
-        assert_eq!(
-            r(base().header("authorization", "Bearer  H.1 ")),
-            Some("H.1".into())
-        );
-        assert_eq!(
-            r(base().header("cookie", "aero_lease=C.1")),
-            Some("Q.1".into())
-        );
-        let no_query = || Request::builder().uri("/v1/images/a?leases=x");
-        assert_eq!(
-            r(no_query().header("cookie", "a=b; aero_lease=\"C.1\"; c=d")),
-            Some("C.1".into())
-        );
-        assert_eq!(r(no_query().header("authorization", "Basic eA==")), None);
-        assert_eq!(r(no_query()), None);
-    }
 }
