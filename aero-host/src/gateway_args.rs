@@ -258,7 +258,9 @@ impl GatewayArgs {
             s.lease_ttl = Duration::from_secs(v);
         }
         if let Some(path) = &self.lease_keys {
-            s.lease_keys = Some(aero_access::LeaseKeys::load(std::path::Path::new(path.trim()))?);
+            s.lease_keys = Some(aero_access::LeaseKeys::load(std::path::Path::new(
+                path.trim(),
+            ))?);
         }
         s.cloudfront = aero_access::cloudfront::CloudFront::from_settings(&|name| {
             self.cloudfront_setting(name)

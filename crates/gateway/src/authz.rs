@@ -72,9 +72,11 @@ pub async fn roles(gw: &Gateway, rec: &ImageRecord, basis: &Basis) -> ApiResult<
             }
         }
         Basis::Link(link) => {
-            let live = gw.db.link(link).await?.is_some_and(|l| {
-                l.image_id == rec.id && l.live(crate::db::now_ms())
-            });
+            let live = gw
+                .db
+                .link(link)
+                .await?
+                .is_some_and(|l| l.image_id == rec.id && l.live(crate::db::now_ms()));
             if live {
                 roles.push(Role::LinkHolder);
             }
@@ -138,8 +140,10 @@ pub fn lease_refusal(e: LeaseError) -> ApiError {
     } else {
         r#"Bearer realm="aero", error="invalid_token""#
     };
-    ApiError::new(status, code, e.to_string())
-        .with(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+    ApiError::new(status, code, e.to_string()).with(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    )
 }
 
 /// A lease verified by the gateway's keys and covering `rec` (its image and version).

@@ -29,9 +29,9 @@ pub type DbResult<T> = std::result::Result<T, DbError>;
 /// The schema, one migration per version; applied in order, each once.
 const MIGRATIONS: &[(i64, &[&str])] = &[
     (
-    1,
-    &[
-        "CREATE TABLE images (
+        1,
+        &[
+            "CREATE TABLE images (
             id TEXT PRIMARY KEY,
             owner_id TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -55,17 +55,17 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             updated_at BIGINT NOT NULL,
             revision BIGINT NOT NULL
         )",
-        "CREATE INDEX images_by_owner ON images (owner_id, created_at)",
-        "CREATE INDEX images_by_job ON images (job_state, job_lease_until)",
-        "CREATE TABLE api_tokens (
+            "CREATE INDEX images_by_owner ON images (owner_id, created_at)",
+            "CREATE INDEX images_by_job ON images (job_state, job_lease_until)",
+            "CREATE TABLE api_tokens (
             id TEXT PRIMARY KEY,
             user_id TEXT NOT NULL,
             secret_sha256 TEXT NOT NULL,
             created_at BIGINT NOT NULL,
             revoked_at BIGINT
         )",
-        "CREATE INDEX api_tokens_by_user ON api_tokens (user_id)",
-    ],
+            "CREATE INDEX api_tokens_by_user ON api_tokens (user_id)",
+        ],
     ),
     // Visibility, the ACL and share links (SPEC 5.2). Share links hold only the sha256 of
     // their token; `revoked_at` is the revoked flag (and when).
@@ -150,17 +150,23 @@ impl Db {
         sqlx::any::install_default_drivers();
         let url = sqlx_url(database)?;
         let sqlite = url.starts_with("sqlite:");
+        // The schema is settled on a connection of its own before the pool opens: a SQLite
+        // connection that read the schema before a migration changed it would keep stale
+        // column lists in its cached `SELECT *` statements.
+        let setup = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
         if sqlite {
-            // WAL is a property of the file: set it once, on one connection.
-            let pool = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&url)
-                .await?;
+            // WAL is a property of the file: set it once.
             sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
+                .execute(&setup)
                 .await?;
-            pool.close().await;
+            sqlx::query("PRAGMA busy_timeout=10000")
+                .execute(&setup)
+                .await?;
         }
+        Db { pool: setup }.migrate().await?.pool.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
@@ -179,13 +185,11 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        let db = Db { pool };
-        db.migrate().await?;
-        Ok(db)
+        Ok(Db { pool })
     }
 
-    /// Applies the migrations not yet recorded in `schema_migrations`.
-    async fn migrate(&self) -> DbResult<()> {
+    /// Applies the migrations not yet recorded in `schema_migrations`; gives the database back.
+    async fn migrate(self) -> DbResult<Self> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
@@ -211,7 +215,7 @@ impl Db {
                 .await?;
             tx.commit().await?;
         }
-        Ok(())
+        Ok(self)
     }
 
     /// The applied schema version.

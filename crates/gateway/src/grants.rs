@@ -117,13 +117,12 @@ impl Db {
 
     /// What `user` may do by the ACL of `image`, if anything.
     pub async fn acl_access(&self, image: &str, user: &str) -> DbResult<Option<Access>> {
-        let access: Option<String> = sqlx::query_scalar(
-            "SELECT access FROM image_acl WHERE image_id = $1 AND user_id = $2",
-        )
-        .bind(image)
-        .bind(user)
-        .fetch_optional(&self.pool)
-        .await?;
+        let access: Option<String> =
+            sqlx::query_scalar("SELECT access FROM image_acl WHERE image_id = $1 AND user_id = $2")
+                .bind(image)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(access.as_deref().and_then(Access::parse))
     }
 
@@ -169,12 +168,11 @@ impl Db {
 
     /// The share links of `image`, oldest first.
     pub async fn links(&self, image: &str) -> DbResult<Vec<ShareLink>> {
-        let rows = sqlx::query(
-            "SELECT * FROM share_links WHERE image_id = $1 ORDER BY created_at, id",
-        )
-        .bind(image)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM share_links WHERE image_id = $1 ORDER BY created_at, id")
+                .bind(image)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(link_of).collect()
     }
 

@@ -128,7 +128,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
             "delete",
             on(MethodFilter::DELETE, sharing::revoke_link),
         ),
-        ("/v1/images/{imageId}/lease", "post", on(post, sharing::lease)),
+        (
+            "/v1/images/{imageId}/lease",
+            "post",
+            on(post, sharing::lease),
+        ),
         ("/v1/images/{imageId}/range", "get", on(get, proxy::range)),
         ("/v1/images/{imageId}/range", "head", on(head, proxy::range)),
         (

@@ -3,9 +3,9 @@
 //! the chunked routes with CloudFront configured, a 307 to CloudFront. Each takes a lease or
 //! a session that may read the image ([`authz::authorize_read`]).
 
+use crate::authz::authorize_read;
 use crate::error::{ApiError, ApiResult};
 use crate::record::{ImageRecord, State};
-use crate::authz::authorize_read;
 use crate::Gateway;
 use axum::body::Body;
 use axum::extract::{Path, State as Shared};

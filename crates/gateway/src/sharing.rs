@@ -194,9 +194,7 @@ pub async fn create_link(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "LIMIT_REACHED",
-            format!(
-                "image {id} has {live} live share links, the limit; revoke one first"
-            ),
+            format!("image {id} has {live} live share links, the limit; revoke one first"),
         ));
     }
     let token = ShareToken::generate().map_err(ApiError::internal)?;
