@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `aero-host gateway ARGS` with the SPEC variables of the test bucket (and none of the caller's).
-fn gateway(s3: &S3, args: &[&str]) -> Command {
+pub(crate) fn gateway(s3: &S3, args: &[&str]) -> Command {
     let mut cmd = aero();
     for var in [
         "S3_BUCKET",
@@ -26,6 +26,10 @@ fn gateway(s3: &S3, args: &[&str]) -> Command {
         "IMAGE_CACHE_CONTROL",
         "CORS_ALLOW_ORIGIN",
         "CROSS_ORIGIN_RESOURCE_POLICY",
+        "AERO_GATEWAY_LEASE_KEYS",
+        "CLOUDFRONT_DOMAIN",
+        "CLOUDFRONT_KEY_PAIR_ID",
+        "CLOUDFRONT_PRIVATE_KEY_PEM",
     ] {
         cmd.env_remove(var);
     }
@@ -63,6 +67,16 @@ fn gateway_settings_name_what_is_wrong() {
             "CORS_ALLOW_ORIGIN",
         ),
         ("IMAGE_CACHE_CONTROL", "forever", "IMAGE_CACHE_CONTROL"),
+        (
+            "AERO_GATEWAY_LEASE_KEYS",
+            "/nonexistent/lease-keys.json",
+            "lease-keys.json",
+        ),
+        (
+            "AERO_GATEWAY_LEASE_TTL_SECONDS",
+            "7200",
+            "lease_ttl_seconds",
+        ),
     ] {
         let out = gateway(&s3, &["--database", &db])
             .env(var, value)
@@ -135,13 +149,18 @@ fn gateway_tokens_are_created_once_and_revoked() {
 }
 
 /// A running `aero-host gateway`.
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Gateway {
     fn start(s3: &S3, db: &str) -> Gateway {
+        Gateway::start_with(s3, db, &[], Stdio::inherit())
+    }
+
+    /// A gateway on `db` with 5 MiB parts, 1 MiB chunks, the extra `args`, its log to `log`.
+    pub(crate) fn start_with(s3: &S3, db: &str, args: &[&str], log: Stdio) -> Gateway {
         let mut child = gateway(
             s3,
             &[
@@ -153,10 +172,11 @@ impl Gateway {
                 "1048576",
             ],
         )
+        .args(args)
         .env("MULTIPART_PART_SIZE_BYTES", "5242880")
         .env("AERO_GATEWAY_JOB_POLL_INTERVAL_MS", "100")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .unwrap();
         let mut line = String::new();
@@ -169,6 +189,17 @@ impl Gateway {
             .unwrap_or_else(|| panic!("unexpected first line from the gateway: {line:?}"))
             .to_string();
         Gateway { child, base }
+    }
+}
+
+impl Gateway {
+    /// Stops the gateway with SIGTERM and waits for it.
+    pub(crate) fn terminate(&mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap();
     }
 }
 
@@ -263,7 +294,9 @@ fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
     assert_eq!(v["chunked"], v["upload"], "chunked bytes: {verdict}");
     assert_eq!(v["part"], v["partWant"], "a 206 part: {verdict}");
 
-    // `aero-host serve` on the same bucket streams the converted image by id.
+    // `aero-host serve` on the same bucket refuses the image while it is private (the
+    // gateway's default; serve has no lease keys here) and streams it by id once its owner
+    // makes it public.
     let id = v["imageId"].as_str().unwrap();
     let mut envs = S3::env().to_vec();
     envs.push(("AWS_REGION", "us-east-1"));
@@ -275,8 +308,20 @@ fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
         &[],
         &envs,
     );
-    let (status, _, body) = curl(&[&srv.url(&format!("/v1/images/{id}"))]);
+    assert_eq!(curl(&[&srv.url(&format!("/v1/images/{id}"))]).0, 403);
+    let (status, _, _) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        "X-User-Id: alice",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"visibility":"public"}"#,
+        &format!("{}/v1/images/{id}", gw.base),
+    ]);
     assert_eq!(status, 200);
+    let body = crate::gateway_access::answers(&[&srv.url(&format!("/v1/images/{id}"))], 200);
     assert_eq!(sha256(&body), v["upload"].as_str().unwrap());
 }
 

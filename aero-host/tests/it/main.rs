@@ -7,6 +7,7 @@ mod config_run;
 mod convert_cli;
 mod drift;
 mod gateway;
+mod gateway_access;
 mod hostile_images;
 mod nbd_hostile;
 mod nbd_qemu;

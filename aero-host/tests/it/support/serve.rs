@@ -198,7 +198,9 @@ pub fn curl(args: &[&str]) -> (u16, Vec<(String, String)>, Vec<u8>) {
         .unwrap();
     assert!(out.status.success(), "curl {args:?} failed: {out:?}");
     let text = std::fs::read_to_string(&hdr).unwrap();
-    let mut lines = text.lines();
+    // The final response's block (curl also writes interim ones such as `100 Continue`).
+    let last = text.rfind("\nHTTP/").map_or(0, |i| i + 1);
+    let mut lines = text[last..].lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
