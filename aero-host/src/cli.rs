@@ -56,7 +56,7 @@ pub enum Command {
     Nbd(NbdArgs),
     /// The upload gateway: browser uploads straight to S3, image records in a database, and
     /// conversion into the chunked format (`gateway token create|revoke` manages API tokens).
-    Gateway(crate::gateway_args::GatewayCommand),
+    Gateway(Box<crate::gateway_args::GatewayCommand>),
     /// Run the jobs of a config file: publishes, then verifications.
     Run {
         /// The TOML config.

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         Command::Images(cmd) => commands::images::command(cmd),
         Command::Serve(args) => commands::serve::command(args, storage, &libs),
         Command::Nbd(args) => commands::nbd::command(args, storage, &libs),
-        Command::Gateway(cmd) => commands::gateway::command(cmd, &libs),
+        Command::Gateway(cmd) => commands::gateway::command(*cmd, &libs),
         Command::Run { config, json } => commands::run::command(&config, storage, json, &libs),
     };
     match result {
