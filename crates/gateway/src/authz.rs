@@ -162,8 +162,9 @@ pub fn verify_lease(gw: &Gateway, token: &str, rec_id: &str) -> ApiResult<aero_a
     Ok(lease)
 }
 
-/// The record `id` for a data-plane read: a lease for it, else a session that may read it.
-/// A presented lease decides alone (a bad one is refused, never passed to the session).
+/// The record `id` for a data-plane read: a lease for it, else a session that may read it,
+/// else nobody at all for a public image. A presented lease decides alone (a bad one is
+/// refused, never passed to the session).
 pub async fn authorize_read(
     gw: &Gateway,
     headers: &HeaderMap,
@@ -179,6 +180,16 @@ pub async fn authorize_read(
                 .map_err(lease_refusal)?;
             Ok(rec)
         }
-        None => Ok(authorize(gw, headers, id, Action::Read).await?.1),
+        None => match authorize(gw, headers, id, Action::Read).await {
+            Ok((_, rec)) => Ok(rec),
+            // Anyone may read a public image, with no identity at all.
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => match record(gw, id).await {
+                Ok(rec) if matrix::permitted(rec.visibility, &[Role::Public], Action::Read) => {
+                    Ok(rec)
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        },
     }
 }

@@ -6,6 +6,7 @@
 use crate::authz::authorize_read;
 use crate::error::{ApiError, ApiResult};
 use crate::record::{ImageRecord, State};
+use crate::settings::ImageCacheControl;
 use crate::Gateway;
 use axum::body::Body;
 use axum::extract::{Path, State as Shared};
@@ -167,6 +168,16 @@ fn byte_headers(
     h
 }
 
+/// The Cache-Control of `rec`'s bytes: `IMAGE_CACHE_CONTROL` for public images, and
+/// `private, no-store, no-transform` for the others whatever it says (SPEC 5.1).
+fn cache_control(gw: &Gateway, rec: &ImageRecord) -> &'static str {
+    if rec.visibility == aero_access::Visibility::Public {
+        gw.settings.image_cache_control.header()
+    } else {
+        ImageCacheControl::PrivateNoStore.header()
+    }
+}
+
 fn unsatisfiable(size: Option<i64>) -> ApiError {
     let e = ApiError::new(
         StatusCode::RANGE_NOT_SATISFIABLE,
@@ -228,7 +239,7 @@ pub async fn range(
         )));
     }
     let size = rec.size_bytes;
-    let cache_control = gw.settings.image_cache_control.header();
+    let cache_control = cache_control(&gw, &rec);
     if not_modified(&headers, &rec) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         let h = resp.headers_mut();
@@ -501,12 +512,7 @@ async fn chunked_object(
     if encoded(resp.headers()) {
         return Err(ApiError::bad_gateway("S3_ERROR", "S3 sent an encoded body"));
     }
-    let h = byte_headers(
-        gw,
-        resp.headers(),
-        gw.settings.image_cache_control.header(),
-        default_type,
-    );
+    let h = byte_headers(gw, resp.headers(), cache_control(gw, rec), default_type);
     let mut out = Response::new(stream(resp));
     out.headers_mut().extend(h);
     Ok(out)

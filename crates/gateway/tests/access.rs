@@ -562,6 +562,15 @@ async fn visibility_acl_and_share_links_follow_the_matrix(db: Database) {
         patch(&mallory, json!({"visibility": "private"})).await.0,
         403
     );
+    // The data plane needs no identity at all for a public image.
+    let (status, _, body) = alice
+        .bytes(anonymous(
+            alice,
+            Method::GET,
+            &format!("/v1/images/{id}/range"),
+        ))
+        .await;
+    assert_eq!((status, sha256(&body)), (200, sha256(&w.data)));
 
     // Revoking a link ends redemption and renewal at once; revoking twice is fine.
     assert_eq!(patch(alice, json!({"visibility": "shared"})).await.0, 200);
