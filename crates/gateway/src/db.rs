@@ -437,3 +437,54 @@ fn from_row(r: &AnyRow) -> DbResult<ImageRecord> {
         })?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of schema 1 with an image in it is migrated at open: the image becomes
+    /// private, and the new tables work.
+    #[tokio::test]
+    async fn a_schema_1_database_is_migrated_and_its_images_become_private() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite:{}?mode=rwc",
+            dir.path().join("old.sqlite").display()
+        );
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for statement in MIGRATIONS[0].1 {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        sqlx::query("INSERT INTO schema_migrations VALUES (1, 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO images VALUES ('old', 'alice', 'disk', 'ready', NULL, 'v1', NULL, 'k',
+                1, NULL, NULL, NULL, NULL, NULL, NULL, 'done', NULL, NULL, 0, 0, 0, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let db = Db::open(&url, 4).await.unwrap();
+        assert_eq!(db.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 2);
+        let rec = db.get("old").await.unwrap().unwrap();
+        assert_eq!(rec.visibility, Visibility::Private);
+        assert!(db.acl("old").await.unwrap().is_empty());
+        assert!(db.links("old").await.unwrap().is_empty());
+    }
+}
