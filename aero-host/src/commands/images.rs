@@ -80,6 +80,40 @@ pub async fn registry(catalog: &CatalogArgs) -> Result<Registry> {
     Ok(registry)
 }
 
+/// What a catalog reference names.
+pub(crate) enum CatalogImage {
+    /// A published chunked image, and the digest of its whole disk when the catalog gives it.
+    Chunked {
+        manifest: String,
+        disk_sha256: Option<String>,
+    },
+    /// A plain disk file.
+    Disk(aero_catalog::Image),
+}
+
+/// The entry `NAME[:VERSION]` names in the registry `catalog` selects, for `arch` (default:
+/// the host's architecture). `pull` and `nbd` resolve catalog references here.
+pub(crate) async fn find_image(
+    catalog: &CatalogArgs,
+    reference: &str,
+    arch: Option<&str>,
+) -> Result<CatalogImage> {
+    let registry = registry(catalog).await?;
+    let (name, version) = match reference.split_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (reference, None),
+    };
+    let arch = arch.unwrap_or(std::env::consts::ARCH);
+    let image = registry.find(name, version, arch)?;
+    Ok(match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Chunked { manifest } => CatalogImage::Chunked {
+            manifest: manifest.to_string(),
+            disk_sha256: image.sha256.clone(),
+        },
+        aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
+    })
+}
+
 /// The local copy of the registry: `<catalog dir>/registry.toml`.
 pub(crate) fn local_copy(catalog: &CatalogArgs) -> Result<PathBuf> {
     let dir = match &catalog.catalog_dir {
