@@ -4,7 +4,7 @@ use crate::cli::{CatalogArgs, ImagesCommand};
 use crate::output::out;
 use crate::runtime::runtime;
 use aero_catalog::{load, sync, Registry};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -98,7 +98,9 @@ pub(crate) async fn find_image(
     reference: &str,
     arch: Option<&str>,
 ) -> Result<CatalogImage> {
-    let registry = registry(catalog).await?;
+    let registry = registry(catalog)
+        .await
+        .with_context(|| format!("catalog reference '{reference}'"))?;
     let (name, version) = match reference.split_once(':') {
         Some((name, version)) => (name, Some(version)),
         None => (reference, None),
