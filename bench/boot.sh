@@ -2,7 +2,8 @@
 # Real boots of a small Debian disk (bench/lib/make-boot-disk.sh) with qemu-system-x86_64
 # (software emulation, direct kernel boot, serial console), each until the guest prints
 # AERO-BOOT-OK after checking the sha256 of every file under /usr/bin and /usr/sbin:
-#   1. the reference: the local file, three boots (their median sets the per-boot limit);
+#   1. the reference: the local file, three boots (their median sets the per-boot limit), and
+#      three more at the end (the ratios use the median of all six);
 #   2. lazily from `aero-host nbd` over nginx serving the published directory and over
 #      `aero-host serve`'s chunked endpoints: RUNS boots in a row each with a cold chunk cache
 #      (a new, empty one per boot), then WARM_RUNS with the warm cache; boots that reached the
@@ -185,6 +186,9 @@ for i in $(seq "$http_runs"); do
   bytes $(( $(nginx_bytes) - before ))
   echo "qemu HTTP driver, boot $i: $(tail -1 "$results" | cut -f2-)"
 done
+
+echo "== 5. the local file again (the machine's load drifts: the reference is every local boot)"
+for i in 1 2 3; do boot local "file=$disk/disk.raw,format=raw,if=virtio,readonly=on"; bytes 0; done
 
 python3 - "$results" "$boot_timeout" <<'PY'
 import statistics, sys
