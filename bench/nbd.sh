@@ -3,16 +3,22 @@
 # (every chunk fetched, verified and served; the server restarted for each run) vs the same
 # convert of the local file: from the published directory with no cache, from
 # `aero-host serve`'s chunked endpoints over HTTP with no cache, and from a warm chunk cache;
-# and `aero-host pull` of the same image when the build has it. Prints seconds, MB/s and the
-# ratio to the local convert.
+# and `aero-host pull` of the same image from the same `aero-host serve`. Prints seconds,
+# MB/s, the ratio to the local convert, and the ratio of the NBD copy over HTTP to the pull.
+# Boot figures (a real guest over NBD): bench/boot.sh.
 #
 #   bench/nbd.sh [WORK_DIR]     # default: target/bench
+#   AERO_BIN=PATH bench/nbd.sh … # an already built binary instead of a release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(realpath -m "${1:-target/bench}")
 mkdir -p "$work"
-cargo build --release -q -p aero-host
-bin=$PWD/target/release/aero-host
+if [ -n "${AERO_BIN:-}" ]; then
+  bin=$(realpath "$AERO_BIN")
+else
+  cargo build --release -q -p aero-host
+  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
+fi
 source bench/timing.sh
 
 image=$work/random-1g.raw
@@ -59,11 +65,8 @@ rm -rf "$work/nbd-cache"
 "$work/nbd-convert.sh" "$out" "$store/images/bench/$version" --cache-dir "$work/nbd-cache"   # fills the cache
 warm_s=$(seconds "$out" "$work/nbd-convert.sh" "$out" "$store/images/bench/$version" --cache-dir "$work/nbd-cache")
 check "warm cache"
-pull_s=""
-if "$bin" pull --help >/dev/null 2>&1; then
-  pull_s=$(seconds "$out" "$bin" pull "$base/v1/images/bench/chunked/$version/manifest.json" -o "$out" --no-cache)
-  check "pull"
-fi
+pull_s=$(seconds "$out" "$bin" pull "$base/v1/images/bench/chunked/$version/manifest.json" -o "$out" --no-cache)
+check "pull"
 rm -f "$out"
 
 python3 - "$size" "$local_s" "$dir_s" "$http_s" "$warm_s" "$pull_s" <<'PY'
@@ -75,9 +78,8 @@ print(f"1 GiB random, qemu-img convert of the local file (reference): {local:.3f
 names = ["over NBD, published directory, no cache", "over NBD, aero-host serve over HTTP, no cache",
          "over NBD, warm chunk cache", "aero-host pull from aero-host serve, no cache"]
 for name, t in zip(names, rest):
-    if not t:
-        print(f"{name}: not in this build")
-        continue
     t = float(t)
     print(f"{name}: {t:.3f}s ({mb(t):.0f} MB/s)  time ratio to the local convert = {t / local:.2f}")
+http, pull = float(rest[1]), float(rest[3])
+print(f"qemu-img convert over NBD from aero-host serve vs aero-host pull from it: ratio = {http / pull:.2f}")
 PY

@@ -493,8 +493,14 @@ mod tests {
 #[derive(Debug, Args)]
 pub struct NbdArgs {
     /// What to export: a manifest URL, a storage prefix or version (with --storage), a local
-    /// manifest.json or the directory holding it, or a local image file in any format.
+    /// manifest.json or the directory holding it, a local image file in any format, or a
+    /// catalog NAME[:VERSION] of a published chunked image.
     pub source: String,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+    /// Architecture of a catalog image (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
     /// TCP address to listen on.
     #[arg(long, default_value = "127.0.0.1:10809", conflicts_with = "unix")]
     pub listen: String,

@@ -4,7 +4,7 @@ use crate::cli::{CatalogArgs, ImagesCommand};
 use crate::output::out;
 use crate::runtime::runtime;
 use aero_catalog::{load, sync, Registry};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +78,42 @@ pub async fn registry(catalog: &CatalogArgs) -> Result<Registry> {
         eprintln!("warning: {w}");
     }
     Ok(registry)
+}
+
+/// What a catalog reference names.
+pub(crate) enum CatalogImage {
+    /// A published chunked image, and the digest of its whole disk when the catalog gives it.
+    Chunked {
+        manifest: String,
+        disk_sha256: Option<String>,
+    },
+    /// A plain disk file.
+    Disk(aero_catalog::Image),
+}
+
+/// The entry `NAME[:VERSION]` names in the registry `catalog` selects, for `arch` (default:
+/// the host's architecture). `pull` and `nbd` resolve catalog references here.
+pub(crate) async fn find_image(
+    catalog: &CatalogArgs,
+    reference: &str,
+    arch: Option<&str>,
+) -> Result<CatalogImage> {
+    let registry = registry(catalog)
+        .await
+        .with_context(|| format!("catalog reference '{reference}'"))?;
+    let (name, version) = match reference.split_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (reference, None),
+    };
+    let arch = arch.unwrap_or(std::env::consts::ARCH);
+    let image = registry.find(name, version, arch)?;
+    Ok(match image.kind().map_err(|e| anyhow!("{e}"))? {
+        aero_catalog::ImageKind::Chunked { manifest } => CatalogImage::Chunked {
+            manifest: manifest.to_string(),
+            disk_sha256: image.sha256.clone(),
+        },
+        aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
+    })
 }
 
 /// The local copy of the registry: `<catalog dir>/registry.toml`.

@@ -1,5 +1,6 @@
 //! `aero-host nbd`: one image exported over NBD until SIGTERM or Ctrl-C, then the counters.
 
+use super::images::{find_image, CatalogImage};
 use super::{open_image, storage_for};
 use crate::cli::NbdArgs;
 use crate::commands::verify::parse_header;
@@ -117,14 +118,17 @@ async fn open_export(
         }
     } else {
         let path = Path::new(source);
-        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!(
-                "SOURCE '{source}' is not a URL and no such file or directory exists (a catalog \
-                 reference NAME[:VERSION] needs the image catalog, which this build does not have; \
-                 a storage prefix needs --storage)"
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_catalog_reference(source) => {
+                return catalog_export(args, metrics).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "SOURCE '{source}' is not a URL, a catalog reference NAME[:VERSION], nor an \
+                 existing file or directory (a storage prefix needs --storage)"
             ),
-            _ => anyhow!("reading SOURCE '{source}': {e}"),
-        })?;
+            Err(e) => bail!("reading SOURCE '{source}': {e}"),
+        };
         let manifest = if meta.is_dir() {
             path.join(MANIFEST_NAME)
         } else {
@@ -148,6 +152,39 @@ async fn open_export(
             return Ok((Arc::new(DiskExport::new(opened.disk)), name));
         }
     };
+    chunked_export(args, locator, metrics).await
+}
+
+/// The published image a catalog reference names (its whole-disk `sha256`, if any, is not
+/// checked: the export never reads the whole disk; every chunk is verified as it is read).
+async fn catalog_export(
+    args: &NbdArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Export>, String)> {
+    let source = args.source.as_str();
+    match find_image(&args.catalog, source, args.arch.as_deref()).await? {
+        CatalogImage::Chunked { manifest, .. } => {
+            let url = url::Url::parse(&manifest).with_context(|| {
+                format!("catalog image {source}: manifest '{manifest}' is not a valid URL")
+            })?;
+            let locator = Locator::Url(HttpSource::new(url, Vec::new(), args.retries)?);
+            chunked_export(args, locator, metrics).await
+        }
+        CatalogImage::Disk(image) => bail!(
+            "catalog image {} is a plain disk file, not a published chunked image: `aero-host \
+             pull` it, then export the pulled file",
+            image.reference()
+        ),
+    }
+}
+
+/// The lazy, verified export of the chunked image `locator` finds.
+async fn chunked_export(
+    args: &NbdArgs,
+    locator: Locator,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Export>, String)> {
+    let source = args.source.as_str();
     let limits = ManifestLimits::default();
     let resolved = resolve(locator, limits)
         .await
@@ -173,6 +210,11 @@ async fn open_export(
 
 fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// `NAME[:VERSION]`: no path separator, not a manifest file name.
+fn is_catalog_reference(source: &str) -> bool {
+    !source.is_empty() && !source.contains('/') && !source.ends_with(".json")
 }
 
 /// The shared chunk cache `--cache-dir` names (`none`: none), by default the user's.

@@ -1,5 +1,6 @@
 //! `aero-host pull`: a published image into a local disk file, through the shared chunk cache.
 
+use super::images::{find_image, CatalogImage};
 use super::storage_for;
 use super::verify::parse_header;
 use crate::cli::PullArgs;
@@ -49,7 +50,7 @@ pub(crate) async fn pull_job(
     let cache = open_cache(args)?;
     let (locator, disk_sha256) = match locator(args, storage)? {
         Some(locator) => (locator, None),
-        None => match catalog_image(args).await? {
+        None => match find_image(&args.catalog, &args.source, args.arch.as_deref()).await? {
             CatalogImage::Chunked {
                 manifest,
                 disk_sha256,
@@ -63,35 +64,6 @@ pub(crate) async fn pull_job(
     let resolved = resolve(locator, limits).await?;
     check_identity(&resolved, args)?;
     pull_to(plugins, &resolved, args, cache, disk_sha256).await
-}
-
-/// What a catalog reference names.
-enum CatalogImage {
-    /// A published chunked image, and the digest of its whole disk when the catalog gives it.
-    Chunked {
-        manifest: String,
-        disk_sha256: Option<String>,
-    },
-    /// A plain disk file.
-    Disk(aero_catalog::Image),
-}
-
-/// The catalog entry `NAME[:VERSION]` names, for `--arch` or the host's architecture.
-async fn catalog_image(args: &PullArgs) -> Result<CatalogImage> {
-    let registry = super::images::registry(&args.catalog).await?;
-    let (name, version) = match args.source.split_once(':') {
-        Some((name, version)) => (name, Some(version)),
-        None => (args.source.as_str(), None),
-    };
-    let arch = args.arch.as_deref().unwrap_or(std::env::consts::ARCH);
-    let image = registry.find(name, version, arch)?;
-    Ok(match image.kind().map_err(|e| anyhow!("{e}"))? {
-        aero_catalog::ImageKind::Chunked { manifest } => CatalogImage::Chunked {
-            manifest: manifest.to_string(),
-            disk_sha256: image.sha256.clone(),
-        },
-        aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
-    })
 }
 
 /// A manifest URL with `--header`s and retries.

@@ -2,6 +2,7 @@
 //! area, one shared [`support`] module. A test that needs qemu-img, s3s-fs, curl or Chromium
 //! fails with an install hint when the tool is missing; none passes by skipping.
 
+mod boot_qemu;
 mod cli_publish_flags;
 mod config_run;
 mod convert_cli;

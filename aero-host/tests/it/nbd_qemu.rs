@@ -2,8 +2,9 @@
 //! zero chunks as holes, the shared chunk cache, and a tampered chunk that fails the read.
 
 use crate::support::nbd::{Client, Nbd, CMD_READ, EIO};
+use crate::support::pull::Nginx;
 use crate::support::serve::{publish, require_tool, Server};
-use crate::support::{patterned_image, qcow2_of, qemu_img_binary};
+use crate::support::{fails_with, patterned_image, qcow2_of, qemu_img_binary, run, sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -277,4 +278,67 @@ fn a_tampered_chunk_fails_the_read_and_never_reaches_the_client() {
         summary["request_errors"].as_u64().unwrap() >= 1,
         "{summary}"
     );
+}
+
+#[test]
+fn a_catalog_reference_exports_the_published_image_it_names() {
+    let p = Published::new();
+    let root = p.path("store");
+    let nginx = Nginx::start(&root);
+    let manifest = nginx.url(&format!("/images/disk/{}/manifest.json", p.version));
+    std::fs::copy(p.path("disk.qcow2"), root.join("disk.qcow2")).unwrap();
+    let qcow_sha = sha256(&std::fs::read(root.join("disk.qcow2")).unwrap());
+    let registry = root.join("registry.toml");
+    std::fs::write(
+        &registry,
+        format!(
+            "[[images]]\nname = \"deb\"\nversion = \"1\"\nreleased_at = \"2024-01-01\"\narch = \"x86_64\"\n\
+             manifest = \"{}\"\n\n\
+             [[images]]\nname = \"deb\"\nversion = \"2\"\nreleased_at = \"2024-02-01\"\narch = \"x86_64\"\n\
+             manifest = \"{manifest}\"\n\n\
+             [[images]]\nname = \"deb\"\nversion = \"3\"\nreleased_at = \"2024-03-01\"\narch = \"aarch64\"\n\
+             manifest = \"{}\"\n\n\
+             [[images]]\nname = \"plain\"\nversion = \"1\"\narch = \"x86_64\"\nurl = \"{}\"\n\
+             format = \"qcow2\"\nsha256 = \"{qcow_sha}\"\n",
+            nginx.url("/images/disk/missing/manifest.json"),
+            nginx.url("/images/disk/missing/manifest.json"),
+            nginx.url("/disk.qcow2"),
+        ),
+    )
+    .unwrap();
+    let catalog_dir = p.path("catalog");
+    let catalog = [
+        "--registry",
+        path(&registry),
+        "--arch",
+        "x86_64",
+        "--catalog-dir",
+        path(&catalog_dir),
+        "--cache-dir",
+        "none",
+    ];
+
+    // `deb` is its latest x86_64 version (2), read lazily from nginx; `deb:2` the same.
+    for reference in ["deb", "deb:2"] {
+        let nbd = Nbd::start(&[], reference, &catalog);
+        assert_eq!(nbd.size, SIZE);
+        assert_guest_bytes(&p, &nbd.uri, "catalog.raw");
+        assert_map_holes(&nbd.uri, &ZERO_CHUNKS);
+        let summary = nbd.stop();
+        assert_eq!(summary["export"], "disk", "{summary}");
+        assert_eq!(summary["chunks_fetched"], DATA_CHUNKS.len(), "{summary}");
+    }
+
+    let refused = |reference: &str, needles: &[&str]| {
+        let out = run(&[&["nbd", reference, "--listen", "127.0.0.1:0"][..], &catalog].concat());
+        fails_with(&out, needles);
+    };
+    // Version 1's manifest is not there: the resolution fails naming it.
+    refused("deb:1", &["missing/manifest.json"]);
+    refused("deb:9", &["deb:9"]);
+    refused("nothing", &["nothing"]);
+    // A plain disk file cannot be exported lazily.
+    refused("plain", &["plain:1", "plain disk file", "pull"]);
+    let out = run(&["nbd", "deb", "--registry", path(&p.path("absent.toml"))]);
+    fails_with(&out, &["absent.toml"]);
 }
