@@ -132,8 +132,8 @@ pub fn extract(archive: &Path, sha256: &str, dir: &Path, limits: &Limits) -> Res
     };
     std::fs::create_dir_all(&parent)
         .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-    let lock = File::open(&parent)
-        .map_err(|e| Error::io(format!("opening {}", parent.display()), e))?;
+    let lock =
+        File::open(&parent).map_err(|e| Error::io(format!("opening {}", parent.display()), e))?;
     // SAFETY: flock on a descriptor we own; released when `lock` is closed.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
         let e = std::io::Error::last_os_error();

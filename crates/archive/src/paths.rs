@@ -16,9 +16,7 @@ pub(crate) fn entry_path(raw: &Path) -> Result<PathBuf, String> {
             Component::Normal(name) => plain.push(name),
             Component::CurDir => {}
             Component::ParentDir => return Err("its path contains '..'".into()),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("its path is absolute".into())
-            }
+            Component::RootDir | Component::Prefix(_) => return Err("its path is absolute".into()),
         }
     }
     Ok(plain)

@@ -24,8 +24,8 @@ pub(crate) fn unpack(archive: &Path, root: &Path, limits: &Limits) -> Result<Ext
     if file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
         return Err(invalid("not a gzip file".into()));
     }
-    let file = File::open(archive)
-        .map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    let file =
+        File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(root)
@@ -169,7 +169,13 @@ fn prepare_parent(root: &Path, rel: &Path) -> Result<(), String> {
     let parents: Vec<_> = rel.parent().into_iter().flat_map(|p| p.iter()).collect();
     for (i, name) in parents.iter().enumerate() {
         path.push(name);
-        let shown = || parents[..=i].iter().collect::<PathBuf>().display().to_string();
+        let shown = || {
+            parents[..=i]
+                .iter()
+                .collect::<PathBuf>()
+                .display()
+                .to_string()
+        };
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 return Err(format!(

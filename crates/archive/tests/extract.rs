@@ -76,7 +76,11 @@ fn a_good_archive_is_placed_then_up_to_date_then_replaced() {
     use std::os::unix::fs::MetadataExt;
     assert!(std::fs::metadata(out.join("disk.raw")).unwrap().blocks() * 512 < 1 << 20);
     assert!(is_extracted(&out, "AA") && !is_extracted(&out, "bb"));
-    assert!(extract(&tgz, "aa", &out, &Limits::default()).unwrap().up_to_date);
+    assert!(
+        extract(&tgz, "aa", &out, &Limits::default())
+            .unwrap()
+            .up_to_date
+    );
 
     // Another archive's sha256: the stale extraction is swapped out whole.
     let other = dir.path().join("b.tar.gz");
@@ -89,7 +93,9 @@ fn a_good_archive_is_placed_then_up_to_date_then_replaced() {
     // A directory that is not an extraction is never replaced.
     let mine = dir.path().join("mine");
     std::fs::create_dir(&mine).unwrap();
-    let err = extract(&other, "bb", &mine, &Limits::default()).unwrap_err().to_string();
+    let err = extract(&other, "bb", &mine, &Limits::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not an extraction"), "{err}");
 }
 
@@ -105,7 +111,10 @@ fn refused(entries: &[E], limits: Limits, expected: &str) {
     assert!(!part_path(&out).exists(), "{expected}: the part is left");
     let left: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
     assert!(left.is_empty(), "{expected}: {left:?}");
-    assert!(!dir.path().join("escaped").exists(), "{expected}: wrote outside");
+    assert!(
+        !dir.path().join("escaped").exists(),
+        "{expected}: wrote outside"
+    );
 }
 
 #[test]
@@ -115,7 +124,11 @@ fn hostile_entries_are_refused_and_nothing_is_left() {
     refused(&[E::File("a/../../../escaped", b"x")], l(), "contains '..'");
     refused(&[E::File("/tmp/escaped-abs", b"x")], l(), "is absolute");
     refused(&[E::Symlink("l", "/etc")], l(), "absolute path '/etc'");
-    refused(&[E::Symlink("a/l", "../../../escaped")], l(), "points outside");
+    refused(
+        &[E::Symlink("a/l", "../../../escaped")],
+        l(),
+        "points outside",
+    );
     // Each link is inside by its text; through `sub/up` (the root) `..` leaves it.
     refused(
         &[
@@ -169,7 +182,9 @@ fn a_file_that_is_not_gzip_is_refused() {
     let bogus = dir.path().join("x.tar.gz");
     std::fs::write(&bogus, b"plain text").unwrap();
     let out = dir.path().join("out");
-    let err = extract(&bogus, "dd", &out, &Limits::default()).unwrap_err().to_string();
+    let err = extract(&bogus, "dd", &out, &Limits::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a gzip file"), "{err}");
     assert!(!out.exists() && !part_path(&out).exists());
 }

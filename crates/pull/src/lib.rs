@@ -12,15 +12,20 @@
 //!   renamed to `OUT`, and a complete `OUT` of the same manifest is left as it is;
 //! - a version `sha256-<hex>` is checked against the whole finished disk.
 //!
+//! [`download`] fetches one plain file (a catalog's disk file or archive), resumable and
+//! checked against its sha256.
+//!
 //! The crate never reads the environment and never prints: progress goes through
 //! [`PullProgress`].
 
+mod download;
 mod engine;
 mod error;
 mod fetch;
 mod plan;
 pub mod state;
 
+pub use download::{download, Downloaded};
 pub use engine::{pull, PullOptions, PullProgress, PullSummary};
 pub use error::{Error, Result};
 pub use plan::ChunkFate;
