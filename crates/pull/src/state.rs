@@ -270,7 +270,14 @@ impl Part {
         self.journal.pending.lock().expect("journal poisoned").stop = true;
         self.journal.wake.notify_one();
         let _ = flusher.join();
-        match self.journal.pending.lock().expect("journal poisoned").error.take() {
+        match self
+            .journal
+            .pending
+            .lock()
+            .expect("journal poisoned")
+            .error
+            .take()
+        {
             Some(e) => Err(Error::Invalid(e)),
             None => Ok(()),
         }
