@@ -14,6 +14,7 @@
 #   bench/pull.sh [WORK_DIR] [SIZE_MIB]     # defaults: target/bench-pull, 1024
 #   AERO_BIN=PATH bench/pull.sh …            # an already built binary instead of a release build
 #   BENCH_CACHE=0 bench/pull.sh …            # runs 1 and 2 only
+#   BENCH_OUT=/dev/shm/pull bench/pull.sh …  # write the pulled files there (tmpfs: no disk noise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(realpath -m "${1:-target/bench-pull}")
@@ -32,9 +33,9 @@ mkdir -p "$work"
 store=$work/store
 chunk=4194304
 
-publish() { # FILE ID -> version
+publish() { # FILE ID [VERSION_KIND] -> version
   "$bin" publish --storage "fs:$store" --file "$1" --prefix "images/$2/" \
-    --compute-version sha256 --publish-latest --chunk-size $chunk --json 2>/dev/null |
+    --compute-version "${3:-sha256}" --publish-latest --chunk-size $chunk --json 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'
 }
 now() { date +%s.%N; }
@@ -55,6 +56,7 @@ fi
 rm -rf "$store"
 v_big=$(publish "$work/big.raw" big)
 v_sparse=$(publish "$work/sparse.raw" sparse)
+v_sparse_mh=$(publish "$work/sparse.raw" sparse-mh manifest-sha256)
 mkdir -p "$store/raw"
 ln -f "$work/big.raw" "$store/raw/big.raw"
 ln -f "$work/sparse.raw" "$store/raw/sparse.raw"
@@ -84,7 +86,7 @@ trap 'kill -QUIT $(cat "$ngx/nginx.pid") 2>/dev/null || true' EXIT
 base=http://127.0.0.1:$port
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/raw/big.raw" -r 0-0)" = 206 ] || { echo "nginx does not serve $store" >&2; exit 1; }
 
-out=$work/out
+out=${BENCH_OUT:-$work/out}
 rm -rf "$out" "$work/cache" && mkdir -p "$out"
 pull() { # URL OUT [ARGS...] -> JSON summary
   local url=$1 dst=$2; shift 2
@@ -121,6 +123,18 @@ echo "pull runs: ${sparse_runs[*]}"
 python3 -c "
 per_big = $pull_s / ($size_mib * 2**20); per_sparse = $sparse_s / (256 * 2**20)
 print(f'pull: {$sparse_s:.2f} s, {$(field "$s2" chunks_zero)} zero chunks never fetched; per data byte {per_sparse/per_big:.2f}x the ${size_mib} MiB pull (target <= 2x)')"
+# The same disk with a manifest-sha256 (mh1-) version: no whole-disk sha256 to check.
+mh_runs=()
+for _ in $(seq "$runs"); do
+  rm -f "$out/sparse.raw"; sync
+  t0=$(now); pull "$base/images/sparse-mh/$v_sparse_mh/manifest.json" "$out/sparse.raw" --no-cache >/dev/null; t1=$(now)
+  mh_runs+=("$(python3 -c "print($t1 - $t0)")")
+done
+mh_s=$(best "${mh_runs[@]}")
+echo "mh1- version, pull runs: ${mh_runs[*]}"
+python3 -c "
+per_big = $pull_s / ($size_mib * 2**20); per_sparse = $mh_s / (256 * 2**20)
+print(f'pull of the mh1- version: {$mh_s:.2f} s; per data byte {per_sparse/per_big:.2f}x the ${size_mib} MiB pull')"
 if [ "${BENCH_QEMU:-0}" = 1 ]; then
   t0=$(now); qemu-img convert -f raw -O raw "$base/raw/sparse.raw" "$out/qemu.raw"; t1=$(now)
   python3 -c "print(f'qemu-img convert over HTTP: {$t1 - $t0:.2f} s, ratio pull/qemu {$sparse_s/($t1 - $t0):.3f}x')"
