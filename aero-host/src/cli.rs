@@ -176,7 +176,8 @@ pub struct PullArgs {
     /// Architecture of a catalog image (default: the host's).
     #[arg(long)]
     pub arch: Option<String>,
-    /// The output file (default: `<image id>.raw`, or `.<format>` with --to).
+    /// The output file (default: `<image id>.raw`, or `.<format>` with --to); for a catalog
+    /// archive, the directory it is extracted into (default: the image's name).
     #[arg(short = 'o', long)]
     pub out: Option<PathBuf>,
     /// Output format: a sparse raw file, or any format that can write.
@@ -215,6 +216,12 @@ pub struct PullArgs {
     /// Largest accepted chunk count.
     #[arg(long, default_value_t = 500_000)]
     pub max_chunks: u64,
+    /// Largest total size of the files a catalog archive (.tar.gz) may expand to.
+    #[arg(long, default_value_t = aero_archive::DEFAULT_MAX_BYTES)]
+    pub max_archive_bytes: u64,
+    /// Most entries a catalog archive (.tar.gz) may hold.
+    #[arg(long, default_value_t = aero_archive::DEFAULT_MAX_ENTRIES)]
+    pub max_archive_entries: u64,
     #[command(flatten)]
     pub s3: S3Flags,
 }

@@ -112,6 +112,10 @@ pub struct CatalogConfig {
     /// Age after which the local copy is synced again.
     #[serde(default = "day")]
     pub max_age_hours: u64,
+    /// Largest total size of the files an archive may expand to (default: `pull`'s).
+    pub max_archive_bytes: Option<u64>,
+    /// Most entries an archive may hold (default: `pull`'s).
+    pub max_archive_entries: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -130,6 +134,8 @@ impl Default for CatalogConfig {
             dir: None,
             auto_sync: yes(),
             max_age_hours: day(),
+            max_archive_bytes: None,
+            max_archive_entries: None,
         }
     }
 }
@@ -152,11 +158,14 @@ struct PullEntry {
     max_chunks: Option<u64>,
     registry: Option<String>,
     arch: Option<String>,
+    max_archive_bytes: Option<u64>,
+    max_archive_entries: Option<u64>,
 }
 
 impl PullEntry {
-    /// The job: the entry's keys over the flags' defaults, paths against `base`.
-    fn into_args(self, base: &Path) -> PullArgs {
+    /// The job: the entry's keys over `[catalog]`'s archive limits over the flags' defaults,
+    /// paths against `base`.
+    fn into_args(self, base: &Path, catalog: &CatalogConfig) -> PullArgs {
         let d = PullArgs::defaults();
         let source = if self.source.contains("://") || !base.join(&self.source).is_file() {
             self.source
@@ -183,6 +192,14 @@ impl PullEntry {
             image_id: self.image_id.or(d.image_id),
             image_version: self.image_version.or(d.image_version),
             max_chunks: self.max_chunks.unwrap_or(d.max_chunks),
+            max_archive_bytes: self
+                .max_archive_bytes
+                .or(catalog.max_archive_bytes)
+                .unwrap_or(d.max_archive_bytes),
+            max_archive_entries: self
+                .max_archive_entries
+                .or(catalog.max_archive_entries)
+                .unwrap_or(d.max_archive_entries),
             s3: d.s3,
         }
     }
@@ -354,7 +371,11 @@ impl Config {
         {
             *r = base.join(&*r).display().to_string();
         }
-        let mut pull: Vec<PullArgs> = file.pull.into_iter().map(|e| e.into_args(base)).collect();
+        let mut pull: Vec<PullArgs> = file
+            .pull
+            .into_iter()
+            .map(|e| e.into_args(base, &catalog))
+            .collect();
         for job in &mut pull {
             job.catalog.catalog_dir = job.catalog.catalog_dir.take().or(catalog.dir.clone());
         }

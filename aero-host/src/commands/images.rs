@@ -89,6 +89,8 @@ pub(crate) enum CatalogImage {
     },
     /// A plain disk file.
     Disk(aero_catalog::Image),
+    /// A `.tar.gz` archive.
+    Archive(aero_catalog::Image),
 }
 
 /// The entry `NAME[:VERSION]` names in the registry `catalog` selects, for `arch` (default:
@@ -113,6 +115,7 @@ pub(crate) async fn find_image(
             disk_sha256: image.sha256.clone(),
         },
         aero_catalog::ImageKind::Disk { .. } => CatalogImage::Disk(image.clone()),
+        aero_catalog::ImageKind::Archive { .. } => CatalogImage::Archive(image.clone()),
     })
 }
 

@@ -175,6 +175,10 @@ async fn catalog_export(
              pull` it, then export the pulled file",
             image.reference()
         ),
+        CatalogImage::Archive(image) => bail!(
+            "catalog image {} is a .tar.gz archive, not a disk image: it cannot be exported",
+            image.reference()
+        ),
     }
 }
 

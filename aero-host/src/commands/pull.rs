@@ -56,6 +56,7 @@ pub(crate) async fn pull_job(
                 disk_sha256,
             } => (http_locator(&manifest, args)?, disk_sha256),
             CatalogImage::Disk(image) => return pull_disk_file(plugins, &image, args).await,
+            CatalogImage::Archive(image) => return pull_archive(&image, args).await,
         },
     };
     let limits = ManifestLimits {
@@ -237,74 +238,127 @@ fn convert_raw(plugins: &PluginSet, raw: &Path, out: &Path, target: &str) -> Res
     Ok(())
 }
 
-/// Pulls a catalog's plain disk file: downloaded beside `OUT`, checked against its sha256,
-/// then converted to a sparse raw `OUT` (temporary name, renamed).
-async fn pull_disk_file(
-    plugins: &PluginSet,
-    image: &aero_catalog::Image,
-    args: &PullArgs,
-) -> Result<PullSummary> {
-    use sha2::{Digest, Sha256};
-    use tokio::io::AsyncWriteExt;
-    let started = std::time::Instant::now();
-    let (url, format, sha256) = match image.kind().map_err(|e| anyhow!("{e}"))? {
-        aero_catalog::ImageKind::Disk {
-            url,
-            format,
-            sha256,
-        } => (url, format, sha256),
-        aero_catalog::ImageKind::Chunked { .. } => {
-            bail!("{} is a chunked image", image.reference())
-        }
-    };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.raw", image.name)));
-    let mut summary = PullSummary {
+/// The sha256 of a catalog's file at `url`: given, or looked up in its checksum list.
+async fn file_sha256(url: &str, checksum: aero_catalog::Checksum<'_>) -> Result<String> {
+    Ok(match checksum {
+        aero_catalog::Checksum::Sha256(sha256) => sha256.to_string(),
+        aero_catalog::Checksum::List(list) => aero_catalog::sha256_from_list(list, url)
+            .await
+            .with_context(|| format!("finding the sha256 of {url}"))?,
+    })
+}
+
+/// `path` with `suffix` appended to its name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The summary of a catalog file pull before anything is done.
+fn file_summary(image: &aero_catalog::Image, out: &Path, args: &PullArgs) -> PullSummary {
+    PullSummary {
         image_id: image.name.clone(),
         version: image.version.clone(),
         out: out.display().to_string(),
         dry_run: args.dry_run,
         ..PullSummary::default()
+    }
+}
+
+/// Pulls a catalog's plain disk file: downloaded to `OUT.pull.download` (resumed after an
+/// interruption), checked against its sha256, then converted to a sparse raw `OUT`
+/// (temporary name, renamed).
+async fn pull_disk_file(
+    plugins: &PluginSet,
+    image: &aero_catalog::Image,
+    args: &PullArgs,
+) -> Result<PullSummary> {
+    let started = std::time::Instant::now();
+    let aero_catalog::ImageKind::Disk {
+        url,
+        format,
+        checksum,
+    } = image.kind().map_err(|e| anyhow!("{e}"))?
+    else {
+        bail!("{} is not a disk file", image.reference())
     };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.raw", image.name)));
+    let mut summary = file_summary(image, &out, args);
+    let context = || format!("pulling {} to {}", image.reference(), out.display());
+    let sha256 = file_sha256(url, checksum).await.with_context(context)?;
     if args.dry_run {
         return Ok(summary);
     }
-    let download = raw_stage_path(&out).with_extension("download");
-    let result = async {
-        let mut response = reqwest::get(url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("GET {url}"))?;
-        let mut file = tokio::fs::File::create(&download)
-            .await
-            .with_context(|| format!("creating {}", download.display()))?;
-        let mut hasher = Sha256::new();
-        while let Some(piece) = response
-            .chunk()
-            .await
-            .with_context(|| format!("GET {url}"))?
-        {
-            hasher.update(&piece);
-            summary.bytes_downloaded += piece.len() as u64;
-            file.write_all(&piece)
-                .await
-                .with_context(|| format!("writing {}", download.display()))?;
-        }
-        file.flush().await?;
-        let actual = hex::encode(hasher.finalize());
-        if actual != sha256.to_ascii_lowercase() {
-            bail!("{url}: sha256 is {actual}, the catalog says {sha256}");
-        }
-        let disk = super::open_image(plugins, &download, format, false, &[])?;
-        let converted = aero_chunked::sink::write_sparse_raw(disk.disk.as_ref(), &out)?;
-        summary.total_size = converted.virtual_size;
-        Ok(())
-    }
-    .await;
+    let download = with_suffix(&out, ".pull.download");
+    let fetched = aero_pull::download(url, &download, &sha256)
+        .await
+        .with_context(context)?;
+    summary.bytes_downloaded = fetched.bytes_downloaded;
+    summary.bytes_resumed = fetched.bytes_resumed;
+    let converted = super::open_image(plugins, &download, format, false, &[]).and_then(|disk| {
+        Ok(aero_chunked::sink::write_sparse_raw(
+            disk.disk.as_ref(),
+            &out,
+        )?)
+    });
     let _ = std::fs::remove_file(&download);
-    result.with_context(|| format!("pulling {} to {}", image.reference(), out.display()))?;
+    summary.total_size = converted.with_context(context)?.virtual_size;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Pulls a catalog's `.tar.gz` archive into the directory `OUT` (default: the image's name):
+/// downloaded to `OUT.download` (resumed after an interruption), checked against its sha256,
+/// extracted by `aero_archive` (every entry checked, `OUT.part` renamed into place, a marker
+/// holding the archive's sha256). An up-to-date `OUT` is a no-op.
+async fn pull_archive(image: &aero_catalog::Image, args: &PullArgs) -> Result<PullSummary> {
+    let started = std::time::Instant::now();
+    let aero_catalog::ImageKind::Archive { url, checksum } =
+        image.kind().map_err(|e| anyhow!("{e}"))?
+    else {
+        bail!("{} is not an archive", image.reference())
+    };
+    if args.to != "raw" {
+        bail!(
+            "--to does not apply to {}, an archive extracted into a directory",
+            image.reference()
+        );
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&image.name));
+    let mut summary = file_summary(image, &out, args);
+    let context = || format!("pulling {} into {}", image.reference(), out.display());
+    let sha256 = file_sha256(url, checksum).await.with_context(context)?;
+    if aero_archive::is_extracted(&out, &sha256) {
+        summary.up_to_date = true;
+    } else if !args.dry_run {
+        let download = with_suffix(&out, ".download");
+        let fetched = aero_pull::download(url, &download, &sha256)
+            .await
+            .with_context(context)?;
+        summary.bytes_downloaded = fetched.bytes_downloaded;
+        summary.bytes_resumed = fetched.bytes_resumed;
+        let limits = aero_archive::Limits {
+            max_bytes: args.max_archive_bytes,
+            max_entries: args.max_archive_entries,
+        };
+        let (archive, dir) = (download.clone(), out.clone());
+        let extracted = tokio::task::spawn_blocking(move || {
+            aero_archive::extract(&archive, &sha256, &dir, &limits)
+        })
+        .await
+        .map_err(|e| anyhow!("the extracting thread failed: {e}"))?;
+        let _ = std::fs::remove_file(&download);
+        let extracted = extracted.with_context(context)?;
+        summary.up_to_date = extracted.up_to_date;
+        summary.total_size = extracted.bytes;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -19,6 +19,7 @@ mod publish_immutable;
 mod publish_incremental;
 mod publish_roundtrip;
 mod publish_s3_credentials;
+mod pull_archive;
 mod pull_catalog;
 mod pull_http;
 mod serve_access;

@@ -294,6 +294,8 @@ fn a_passing_fault_is_retried() {
     }
 }
 
+/// SIGKILL in the middle of a pull: what the state file names is in the part, and the next
+/// run fetches only the rest and gives the right bytes.
 #[test]
 fn a_killed_pull_resumes_where_it_stopped() {
     let p = Published::new();
@@ -324,6 +326,23 @@ fn a_killed_pull_resumes_where_it_stopped() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!out.exists());
+    // The state names only chunks whose bytes were written (and made durable) before it.
+    let image = std::fs::read(&p.image).unwrap();
+    let part_bytes = std::fs::read(part(&out)).unwrap();
+    let listed: Vec<u64> = std::fs::read_to_string(&state)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert!(listed.len() >= 2, "{listed:?}");
+    for index in &listed {
+        let range = (index * CHUNK) as usize..((index + 1) * CHUNK) as usize;
+        assert!(
+            part_bytes[range.clone()] == image[range],
+            "chunk {index} is named by the state but its bytes are not in the part"
+        );
+    }
     let resumed = pull_ok(&args);
     let resumed_chunks = resumed["chunks_resumed"].as_u64().unwrap();
     assert!(resumed_chunks >= 2, "{resumed}");

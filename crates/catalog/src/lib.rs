@@ -19,6 +19,12 @@
 //! sha256 = "…"            # with `url`: the digest of the downloaded file
 //! format = "qcow2"         # raw (default), qcow2 or vhd; converted to raw on pull
 //!
+//! [[images]]
+//! name = "rootfs"
+//! version = "1"
+//! url = "https://example.com/rootfs.tar.gz"   # an archive: extracted into a directory
+//! sha256sums = "SHA256SUMS"  # instead of sha256: a checksum list, relative to url
+//!
 //! [[includes]]
 //! url = "https://example.com/more.toml"   # or a path, relative to this file
 //! ```
@@ -27,11 +33,13 @@
 //! name and version the first wins (with a warning). The latest version of a name is the one
 //! with the highest `released_at`. The library never prints: warnings are returned.
 
+mod checksums;
 mod load;
 mod registry;
 
+pub use checksums::{find_sha256, sha256_from_list};
 pub use load::{load, sync, SyncOutcome, MAX_REGISTRY_BYTES};
-pub use registry::{Image, ImageKind, Include, Registry, RegistryFile};
+pub use registry::{Checksum, Image, ImageKind, Include, Registry, RegistryFile, ARCHIVE_FORMAT};
 
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -119,8 +119,8 @@ fn write_local(registry: &Registry, local: &Path) -> Result<()> {
         })
 }
 
-/// `include` resolved against the registry `base` that names it.
-fn resolve(base: &str, include: &str) -> Result<String> {
+/// `include` (a URL or path) resolved against `base`, the registry or file that names it.
+pub(crate) fn resolve(base: &str, include: &str) -> Result<String> {
     if is_url(include) {
         return Ok(include.to_string());
     }
@@ -147,7 +147,7 @@ fn is_url(s: &str) -> bool {
 }
 
 /// The text of a registry.
-async fn fetch(location: &str) -> Result<String> {
+pub(crate) async fn fetch(location: &str) -> Result<String> {
     let fail = |problem: String| Error::Fetch {
         location: location.to_string(),
         problem,
@@ -187,7 +187,7 @@ async fn fetch(location: &str) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))
 }
 
-fn invalid(location: &str, problem: String) -> Error {
+pub(crate) fn invalid(location: &str, problem: String) -> Error {
     Error::Invalid {
         location: location.to_string(),
         problem,

@@ -50,9 +50,14 @@ pub struct Image {
     /// A published chunked image's manifest URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
-    /// The format of `url`: raw (default), qcow2, vhd.
+    /// The format of `url`: raw, qcow2, vhd, or `tar.gz` (an archive, extracted into a
+    /// directory). Default: `tar.gz` when `url` ends with `.tar.gz` or `.tgz`, else raw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// Instead of `sha256` for a `url`: a `SHA256SUMS`-style checksum list (URL, or relative
+    /// to `url`) in which the file's name is looked up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256sums: Option<String>,
 }
 
 /// How an image is fetched.
@@ -69,10 +74,29 @@ pub enum ImageKind<'a> {
         url: &'a str,
         /// Its format.
         format: &'a str,
-        /// Its digest.
-        sha256: &'a str,
+        /// Where its digest comes from.
+        checksum: Checksum<'a>,
+    },
+    /// A `.tar.gz` archive, checked against its sha256 and extracted into a directory.
+    Archive {
+        /// The archive's URL.
+        url: &'a str,
+        /// Where its digest comes from.
+        checksum: Checksum<'a>,
     },
 }
+
+/// Where a downloaded file's sha256 comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum<'a> {
+    /// Given in the entry.
+    Sha256(&'a str),
+    /// Looked up in a `SHA256SUMS`-style list at this URL (maybe relative to the file's).
+    List(&'a str),
+}
+
+/// The `format` of an archive entry.
+pub const ARCHIVE_FORMAT: &str = "tar.gz";
 
 impl Image {
     /// `name:version`.
@@ -83,24 +107,46 @@ impl Image {
     /// How the image is fetched; an error names what the entry lacks.
     pub fn kind(&self) -> std::result::Result<ImageKind<'_>, String> {
         match (&self.manifest, &self.url) {
+            (Some(_), None) if self.sha256sums.is_some() => Err(format!(
+                "{}: sha256sums is for a file at a url, not a manifest",
+                self.reference()
+            )),
             (Some(manifest), None) => Ok(ImageKind::Chunked { manifest }),
             (None, Some(url)) => {
-                let sha256 = self
-                    .sha256
-                    .as_deref()
-                    .ok_or_else(|| format!("{}: a disk file needs its sha256", self.reference()))?;
-                let format = self.format.as_deref().unwrap_or("raw");
-                if !matches!(format, "raw" | "qcow2" | "vhd") {
-                    return Err(format!(
-                        "{}: format '{format}' is not raw, qcow2 or vhd",
+                let checksum = match (&self.sha256, &self.sha256sums) {
+                    (Some(sha256), None) => Checksum::Sha256(sha256),
+                    (None, Some(list)) => Checksum::List(list),
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "{}: both sha256 and sha256sums (give one)",
+                            self.reference()
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(format!(
+                            "{}: a file at a url needs its sha256 or a sha256sums list",
+                            self.reference()
+                        ))
+                    }
+                };
+                let is_archive = url.ends_with(".tar.gz") || url.ends_with(".tgz");
+                let format = self.format.as_deref().unwrap_or(if is_archive {
+                    ARCHIVE_FORMAT
+                } else {
+                    "raw"
+                });
+                match format {
+                    ARCHIVE_FORMAT => Ok(ImageKind::Archive { url, checksum }),
+                    "raw" | "qcow2" | "vhd" => Ok(ImageKind::Disk {
+                        url,
+                        format,
+                        checksum,
+                    }),
+                    _ => Err(format!(
+                        "{}: format '{format}' is not raw, qcow2, vhd or {ARCHIVE_FORMAT}",
                         self.reference()
-                    ));
+                    )),
                 }
-                Ok(ImageKind::Disk {
-                    url,
-                    format,
-                    sha256,
-                })
             }
             (Some(_), Some(_)) => Err(format!("{}: both manifest and url", self.reference())),
             (None, None) => Err(format!("{}: neither manifest nor url", self.reference())),
@@ -159,5 +205,45 @@ impl Registry {
                 version.map(|v| format!(":{v}")).unwrap_or_default()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(text: &str) -> Image {
+        toml::from_str(&format!("name = \"x\"\nversion = \"1\"\n{text}")).unwrap()
+    }
+
+    #[test]
+    fn kinds_follow_the_url_format_and_checksum() {
+        let sha = format!("sha256 = \"{}\"", "a".repeat(64));
+        let archive = image(&format!("url = \"https://h/root.tar.gz\"\n{sha}"));
+        assert!(matches!(archive.kind(), Ok(ImageKind::Archive { .. })));
+        let listed = image("url = \"https://h/d.img\"\nformat = \"tar.gz\"\nsha256sums = \"SUMS\"");
+        assert_eq!(
+            listed.kind(),
+            Ok(ImageKind::Archive {
+                url: "https://h/d.img",
+                checksum: Checksum::List("SUMS")
+            })
+        );
+        let disk = image("url = \"https://h/d.img\"\nsha256sums = \"SUMS\"");
+        assert!(matches!(
+            disk.kind(),
+            Ok(ImageKind::Disk { format: "raw", .. })
+        ));
+        let both = image(&format!("url = \"https://h/d\"\nsha256sums = \"S\"\n{sha}"));
+        assert!(both
+            .kind()
+            .unwrap_err()
+            .contains("both sha256 and sha256sums"));
+        let none = image("url = \"https://h/d\"");
+        assert!(none.kind().unwrap_err().contains("sha256sums list"));
+        let zip = image(&format!(
+            "url = \"https://h/d.zip\"\nformat = \"zip\"\n{sha}"
+        ));
+        assert!(zip.kind().unwrap_err().contains("tar.gz"));
     }
 }

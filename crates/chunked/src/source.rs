@@ -222,7 +222,9 @@ impl HttpSource {
                 )));
             }
         }
-        let mut body = Vec::new();
+        // One allocation for the announced length (never more than the limit).
+        let announced = response.content_length().unwrap_or(0).min(limit);
+        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
         while let Some(piece) = response
             .chunk()
             .await

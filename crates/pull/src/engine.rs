@@ -1,5 +1,6 @@
 //! The pull itself: plan, fetch in parallel, write, finish.
 
+use crate::digest::{DiskHasher, Piece};
 use crate::fetch::fetch_chunk;
 use crate::plan::{plan, ChunkFate};
 use crate::state::{is_complete, written_chunks, Part};
@@ -9,8 +10,6 @@ use aero_chunked::format::{sha256_hex, Manifest};
 use aero_chunked::resolve::Resolved;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +20,8 @@ const DISK_DIGEST_PREFIX: &str = "sha256-";
 /// How to pull.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
-    /// Chunks fetched at once (at most this many chunk buffers are alive).
+    /// Chunks fetched at once: at most this many chunk buffers are alive, and as many more
+    /// waiting for the disk digest's thread when there is a digest to check.
     pub concurrency: usize,
     /// Fetches of a chunk whose bytes are wrong, the first included.
     pub attempts: usize,
@@ -148,36 +148,6 @@ pub async fn pull(
     let fates = plan(manifest, &written, options.cache.as_deref());
     check_free_space(&part, manifest, &fates)?;
     progress.start(manifest.total_size, manifest.chunk_count);
-    let mut pending = Vec::new();
-    for (index, fate) in fates.into_iter().enumerate() {
-        let index = index as u64;
-        match fate {
-            ChunkFate::Zero | ChunkFate::Resumed => {
-                let len = manifest.chunk_len(index);
-                summary.count(fate, len);
-                progress.chunk_done(len, fate);
-            }
-            ChunkFate::Reused | ChunkFate::Downloaded => pending.push((index, fate)),
-        }
-    }
-
-    let part = Arc::new(part);
-    let mut done = stream::iter(pending)
-        .map(|(index, fate)| {
-            let part = Arc::clone(&part);
-            async move { pull_chunk(resolved, &part, options, index, fate).await }
-        })
-        .buffer_unordered(options.concurrency);
-    while let Some((index, fate, cache_error)) = done.try_next().await? {
-        let len = manifest.chunk_len(index);
-        summary.count(fate, len);
-        summary.cache_errors += u64::from(cache_error);
-        progress.chunk_done(len, fate);
-    }
-    drop(done);
-
-    progress.finishing();
-    let part = Arc::into_inner(part).expect("every chunk task has ended");
     let expected = [
         manifest
             .version
@@ -186,8 +156,58 @@ pub async fn pull(
         options.disk_sha256.as_deref().map(|d| (d, "the catalog")),
     ];
     let expected: Vec<_> = expected.into_iter().flatten().collect();
-    if !expected.is_empty() {
-        let actual = disk_digest(&part, manifest.total_size).await?;
+    let mut hasher = match expected.is_empty() {
+        true => None,
+        false => Some(DiskHasher::start(
+            Arc::clone(part.file()),
+            part.path().display().to_string(),
+            options.concurrency,
+        )?),
+    };
+
+    // Chunks complete in disk order (up to `concurrency` in flight), so the disk digest is
+    // computed as they arrive.
+    let part = Arc::new(part);
+    let mut done = stream::iter(fates.into_iter().enumerate())
+        .map(|(index, fate)| {
+            let part = Arc::clone(&part);
+            let index = index as u64;
+            async move {
+                match fate {
+                    ChunkFate::Zero | ChunkFate::Resumed => Ok((index, fate, None, false)),
+                    ChunkFate::Reused | ChunkFate::Downloaded => {
+                        pull_chunk(resolved, &part, options, index, fate).await
+                    }
+                }
+            }
+        })
+        .buffered(options.concurrency);
+    while let Some((index, fate, bytes, cache_error)) = done.try_next().await? {
+        let len = manifest.chunk_len(index);
+        summary.count(fate, len);
+        summary.cache_errors += u64::from(cache_error);
+        progress.chunk_done(len, fate);
+        if let Some(h) = &hasher {
+            let piece = match (fate, bytes) {
+                (ChunkFate::Zero, _) => Piece::Zeros(len),
+                (_, Some(bytes)) => Piece::Data(bytes),
+                (_, None) => Piece::Written {
+                    offset: index * manifest.chunk_size,
+                    len,
+                },
+            };
+            if let Err(e) = h.push(piece).await {
+                let h = hasher.take().expect("the hasher is running");
+                return Err(h.finish().await.err().unwrap_or(e));
+            }
+        }
+    }
+    drop(done);
+
+    progress.finishing();
+    let part = Arc::into_inner(part).expect("every chunk task has ended");
+    if let Some(h) = hasher {
+        let actual = h.finish().await?;
         if let Some((digest, source)) = expected
             .iter()
             .find(|(d, _)| d.to_ascii_lowercase() != actual)
@@ -209,15 +229,15 @@ pub async fn pull(
     Ok(summary)
 }
 
-/// Gets chunk `index` from the cache or the source and writes it; returns what was done and
-/// whether storing it in the cache failed.
+/// Gets chunk `index` from the cache or the source and writes it; returns what was done, the
+/// bytes, and whether storing them in the cache failed.
 async fn pull_chunk(
     resolved: &Resolved,
     part: &Arc<Part>,
     options: &PullOptions,
     index: u64,
     fate: ChunkFate,
-) -> Result<(u64, ChunkFate, bool)> {
+) -> Result<(u64, ChunkFate, Option<Vec<u8>>, bool)> {
     let manifest = &resolved.manifest;
     let offset = index * manifest.chunk_size;
     let digest = manifest.chunk_sha256(index);
@@ -225,13 +245,13 @@ async fn pull_chunk(
     if let (ChunkFate::Reused, Some(cache), Some(digest)) = (fate, &cache, &digest) {
         let (cache, digest, part) = (Arc::clone(cache), digest.clone(), Arc::clone(part));
         let hit = blocking(move || match cache.get(&digest) {
-            Ok(Some(bytes)) => part.write_chunk(index, offset, &bytes).map(|_| true),
+            Ok(Some(bytes)) => part.write_chunk(index, offset, &bytes).map(|_| Some(bytes)),
             // An unreadable entry is a miss: the chunk is downloaded.
-            Ok(None) | Err(_) => Ok(false),
+            Ok(None) | Err(_) => Ok(None),
         })
         .await?;
-        if hit {
-            return Ok((index, ChunkFate::Reused, false));
+        if let Some(bytes) = hit {
+            return Ok((index, ChunkFate::Reused, Some(bytes), false));
         }
     }
     let name = manifest.chunk_name(index);
@@ -246,15 +266,16 @@ async fn pull_chunk(
     )
     .await?;
     let part = Arc::clone(part);
-    let cache_error = blocking(move || {
+    let (bytes, cache_error) = blocking(move || {
         part.write_chunk(index, offset, &bytes)?;
-        Ok(match (cache, digest) {
+        let cache_error = match (cache, digest) {
             (Some(cache), Some(digest)) => cache.put(&digest, &bytes).is_err(),
             _ => false,
-        })
+        };
+        Ok((bytes, cache_error))
     })
     .await?;
-    Ok((index, ChunkFate::Downloaded, cache_error))
+    Ok((index, ChunkFate::Downloaded, Some(bytes), cache_error))
 }
 
 /// Runs `f` on a blocking thread.
@@ -297,27 +318,4 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-/// The sha256 of the whole written disk, read in order on a blocking thread.
-async fn disk_digest(part: &Part, size: u64) -> Result<String> {
-    let file = part
-        .file()
-        .try_clone()
-        .map_err(|e| Error::io(format!("reading {}", part.path().display()), e))?;
-    let path = part.path().display().to_string();
-    blocking(move || {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 4 << 20];
-        let mut offset = 0;
-        while offset < size {
-            let len = (size - offset).min(buf.len() as u64) as usize;
-            file.read_exact_at(&mut buf[..len], offset)
-                .map_err(|e| Error::io(format!("reading {path}"), e))?;
-            hasher.update(&buf[..len]);
-            offset += len as u64;
-        }
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
 }

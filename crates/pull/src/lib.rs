@@ -10,17 +10,24 @@
 //! - writing goes to `OUT.part`, with `OUT.part.state` recording which chunks are written
 //!   ([`state`]): a killed pull resumes where it stopped; the finished file is flushed and
 //!   renamed to `OUT`, and a complete `OUT` of the same manifest is left as it is;
-//! - a version `sha256-<hex>` is checked against the whole finished disk.
+//! - a version `sha256-<hex>` is checked against the whole disk, hashed in order while the
+//!   chunks arrive (zero chunks from a buffer of zeros, never read back).
+//!
+//! [`download`] fetches one plain file (a catalog's disk file or archive), resumable and
+//! checked against its sha256.
 //!
 //! The crate never reads the environment and never prints: progress goes through
 //! [`PullProgress`].
 
+mod digest;
+mod download;
 mod engine;
 mod error;
 mod fetch;
 mod plan;
 pub mod state;
 
+pub use download::{download, Downloaded};
 pub use engine::{pull, PullOptions, PullProgress, PullSummary};
 pub use error::{Error, Result};
 pub use plan::ChunkFate;

@@ -1,11 +1,16 @@
 //! `OUT.part` and its state file `OUT.part.state`: which chunks of which manifest are written.
 //!
 //! The state file is a header line `aero-pull-state v1 <identity> <size>` followed by one line
-//! per written chunk index, appended after the chunk's bytes were written to `OUT.part`. A
-//! kill at any moment leaves at worst a chunk written but not listed (fetched again) or a torn
-//! last line (ignored). A state file of another manifest, or none, starts the part over.
+//! per written chunk index. A state file of another manifest, or none, starts the part over.
 //! The state file is held under an exclusive `flock` while a pull writes: a second pull of the
 //! same `OUT` is refused instead of interleaving.
+//!
+//! **The state never names data that is not durable.** Written chunks are not recorded at
+//! once: a journal thread collects them and, every [`FLUSH_INTERVAL`] or [`FLUSH_BYTES`] of
+//! data, first `fdatasync`s `OUT.part` (every chunk it is about to name was written before),
+//! then appends their lines to the state file and `fdatasync`s it. A kill or a power cut at
+//! any moment leaves at worst chunks written but not listed (fetched again) or a torn last
+//! line (ignored); it never leaves a listed chunk whose bytes were lost.
 //!
 //! When done, `OUT.part` is flushed to disk, marked with the manifest's identity (the
 //! `user.aero-pull.manifest` extended attribute, where the file system keeps them) and renamed
@@ -20,7 +25,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The longest time written chunks wait before the state file names them.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// The most data written chunks hold before the state file names them.
+pub const FLUSH_BYTES: u64 = 256 << 20;
 
 /// The extended attribute naming the manifest a finished `OUT` holds.
 const IDENTITY_XATTR: &str = "user.aero-pull.manifest";
@@ -89,9 +101,63 @@ fn header_line(identity: &str, size: u64) -> String {
 pub struct Part {
     out: PathBuf,
     path: PathBuf,
-    file: File,
-    state: Mutex<File>,
+    file: Arc<File>,
+    journal: Arc<Journal>,
+    flusher: Option<JoinHandle<()>>,
     identity: String,
+}
+
+/// Chunks written but not yet named by the state file.
+struct Journal {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    indices: Vec<u64>,
+    bytes: u64,
+    stop: bool,
+    /// The first failure of the journal thread, reported by the next write.
+    error: Option<String>,
+}
+
+impl Journal {
+    /// Runs until stopped: waits for [`FLUSH_INTERVAL`] or [`FLUSH_BYTES`], then makes the
+    /// part durable and names the chunks in the state file, in that order.
+    fn run(&self, data: &File, mut state: File, state_path: &Path) {
+        loop {
+            let (batch, stop) = {
+                let mut pending = self.pending.lock().expect("journal poisoned");
+                if !pending.stop && pending.bytes < FLUSH_BYTES {
+                    pending = self
+                        .wake
+                        .wait_timeout(pending, FLUSH_INTERVAL)
+                        .expect("journal poisoned")
+                        .0;
+                }
+                pending.bytes = 0;
+                (std::mem::take(&mut pending.indices), pending.stop)
+            };
+            if !batch.is_empty() {
+                let lines: String = batch.iter().map(|i| format!("{i}\n")).collect();
+                let written = data
+                    .sync_data()
+                    .and_then(|_| state.write_all(lines.as_bytes()))
+                    .and_then(|_| state.sync_data());
+                if let Err(e) = written {
+                    let mut pending = self.pending.lock().expect("journal poisoned");
+                    pending.error.get_or_insert_with(|| {
+                        format!("recording written chunks in {}: {e}", state_path.display())
+                    });
+                    return;
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
 }
 
 impl Part {
@@ -141,12 +207,25 @@ impl Part {
                 HashSet::new()
             }
         };
+        let file = Arc::new(file);
+        let journal = Arc::new(Journal {
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        let flusher = {
+            let (journal, file) = (Arc::clone(&journal), Arc::clone(&file));
+            std::thread::Builder::new()
+                .name("aero-pull-journal".into())
+                .spawn(move || journal.run(&file, state, &state_path))
+                .map_err(|e| Error::io("starting the journal thread", e))?
+        };
         Ok((
             Part {
                 out: out.to_path_buf(),
                 path,
                 file,
-                state: Mutex::new(state),
+                journal,
+                flusher: Some(flusher),
                 identity: identity.to_string(),
             },
             written,
@@ -158,27 +237,56 @@ impl Part {
         &self.path
     }
 
-    /// Writes chunk `index` at `offset` (an all-zero chunk is left a hole) and records it.
+    /// Writes chunk `index` at `offset` (an all-zero chunk is left a hole); the state file
+    /// names it once it is durable.
     pub fn write_chunk(&self, index: u64, offset: u64, bytes: &[u8]) -> Result<()> {
         if bytes.iter().any(|&b| b != 0) {
             self.file
                 .write_all_at(bytes, offset)
                 .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
         }
-        let mut state = self.state.lock().expect("state file poisoned");
-        state
-            .write_all(format!("{index}\n").as_bytes())
-            .map_err(|e| Error::io(format!("writing {}", state_path(&self.out).display()), e))
+        let mut pending = self.journal.pending.lock().expect("journal poisoned");
+        if let Some(e) = &pending.error {
+            return Err(Error::Invalid(e.clone()));
+        }
+        pending.indices.push(index);
+        pending.bytes += bytes.len() as u64;
+        if pending.bytes >= FLUSH_BYTES {
+            self.journal.wake.notify_one();
+        }
+        Ok(())
     }
 
-    /// The finished part's bytes, read in order (for the whole-disk digest).
-    pub fn file(&self) -> &File {
+    /// The part file, for reading back what was written.
+    pub fn file(&self) -> &Arc<File> {
         &self.file
+    }
+
+    /// Stops the journal thread after its last flush; its first failure, if any.
+    fn stop_journal(&mut self) -> Result<()> {
+        let Some(flusher) = self.flusher.take() else {
+            return Ok(());
+        };
+        self.journal.pending.lock().expect("journal poisoned").stop = true;
+        self.journal.wake.notify_one();
+        let _ = flusher.join();
+        match self
+            .journal
+            .pending
+            .lock()
+            .expect("journal poisoned")
+            .error
+            .take()
+        {
+            Some(e) => Err(Error::Invalid(e)),
+            None => Ok(()),
+        }
     }
 
     /// Flushes the part to disk, marks it with the manifest identity and renames it to `OUT`;
     /// the state file goes.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        self.stop_journal()?;
         self.file
             .sync_all()
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
@@ -199,9 +307,17 @@ impl Part {
     }
 
     /// Removes the part and its state: nothing in it can be resumed.
-    pub fn discard(self) {
+    pub fn discard(mut self) {
+        let _ = self.stop_journal();
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(state_path(&self.out));
+    }
+}
+
+impl Drop for Part {
+    /// A pull that stops early still records the chunks it wrote (after a last flush).
+    fn drop(&mut self) {
+        let _ = self.stop_journal();
     }
 }
 
