@@ -129,20 +129,24 @@ pub struct Reply {
 impl Client {
     /// Connects and reads the greeting.
     pub fn connect(addr: &str) -> Client {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        Client::try_connect(addr).unwrap()
+    }
+
+    /// Connects and reads the greeting; an error when the server closes the connection first
+    /// (as it does over its connection cap).
+    pub fn try_connect(addr: &str) -> std::io::Result<Client> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         let mut greeting = [0u8; 18];
-        stream.read_exact(&mut greeting).unwrap();
+        stream.read_exact(&mut greeting)?;
         assert_eq!(&greeting[..8], b"NBDMAGIC");
         assert_eq!(&greeting[8..16], b"IHAVEOPT");
-        stream.write_all(&3u32.to_be_bytes()).unwrap();
-        Client {
+        stream.write_all(&3u32.to_be_bytes())?;
+        Ok(Client {
             stream,
             cookie: 0,
             structured: false,
-        }
+        })
     }
 
     /// Sends an option and returns its replies (type, data) up to the ACK or an error.
