@@ -10,6 +10,7 @@ work=${1:-target/bench}
 mkdir -p "$work"
 cargo build --release -q -p aero-host
 bin=target/release/aero-host
+source bench/timing.sh
 
 make_images() {
   [ -f "$work/random-1g.qcow2" ] || {
@@ -17,16 +18,8 @@ make_images() {
     qemu-img convert -q -f raw -O qcow2 "$work/random-1g.raw" "$work/random-1g.qcow2"
     rm -f "$work/random-1g.raw"
   }
-  [ -f "$work/sparse-8g.qcow2" ] || {
-    qemu-img create -q -f qcow2 "$work/sparse-8g.qcow2" 8G
-    # 256 MiB of data in 32 runs of 8 MiB spread over the disk.
-    args=()
-    for i in $(seq 0 31); do args+=(-c "write -P $((i + 1)) $((i * 256))M 8M"); done
-    qemu-io -f qcow2 "${args[@]}" "$work/sparse-8g.qcow2" >/dev/null
-  }
+  sparse_qcow2 "$work/sparse-8g.qcow2"
 }
-
-source bench/timing.sh
 
 run() {
   local name=$1 image=$2 size

@@ -14,10 +14,9 @@ mkdir -p "$work"
 cargo build --release -q -p aero-host
 bin=$PWD/target/release/aero-host
 
-[ -f "$work/random-1g.raw" ] || head -c 1G /dev/urandom > "$work/random-1g.raw"
-[ -f "$work/sparse-8g.qcow2" ] || bash bench/formats.sh "$work" >/dev/null
-
 source bench/timing.sh
+[ -f "$work/random-1g.raw" ] || head -c 1G /dev/urandom > "$work/random-1g.raw"
+sparse_qcow2 "$work/sparse-8g.qcow2"
 
 # Publishes IMAGE three times with the version flags VERSION_ARGS, each to a new fs store
 # (deleting thousands of files right before a run would time the file system's cleanup, not the

@@ -42,25 +42,31 @@ trap 'kill $s3_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1
 
-# publish BUCKET IMAGE VERSION: one publish; prints its --json summary.
+# publish BUCKET IMAGE VERSION: one publish; prints its --json summary, or its errors on failure.
 publish() {
   "$bin" publish --storage "s3://$1?endpoint=http://127.0.0.1:$port&region=us-east-1" \
     --file "$2" --prefix images/bench/ --image-version "$3" --publish-latest \
-    --chunk-size 4194304 --json 2>/dev/null
+    --chunk-size 4194304 --json 2>"$work/s3-publish.log" || {
+    echo "publish of $2 to bucket $1 failed:" >&2
+    grep -v '^ ' "$work/s3-publish.log" | tail -5 >&2
+    return 1
+  }
 }
 # now: monotonic seconds.
 now() { python3 -c 'import time; print(time.monotonic())'; }
 
 best_full="" best_inc="" summary=""
 for run in 1 2 3; do
-  mkdir -p "$s3root/b$run"
+  # S3 bucket names are 3 to 63 characters long.
+  bucket=bench-$run
+  mkdir -p "$s3root/$bucket"
   sync
-  t0=$(now); publish "b$run" "$work/random-1g.raw" v1 >/dev/null; t1=$(now)
+  t0=$(now); publish "$bucket" "$work/random-1g.raw" v1 >/dev/null; t1=$(now)
   sync
-  summary=$(publish "b$run" "$changed" v2); t2=$(now)
+  summary=$(publish "$bucket" "$changed" v2); t2=$(now)
   best_full=$(python3 -c "print(min($t1 - $t0, ${best_full:-1e9}))")
   best_inc=$(python3 -c "print(min($t2 - $t1, ${best_inc:-1e9}))")
-  rm -rf "${s3root:?}/b$run"
+  rm -rf "${s3root:?}/$bucket"
 done
 python3 - "$best_full" "$best_inc" "$summary" <<'PY'
 import json, sys
@@ -79,7 +85,9 @@ if command -v rclone >/dev/null; then
   best_rclone=""
   for run in 1 2 3; do
     sync
-    t0=$(now); rclone copyto "$work/random-1g.raw" bench:rclone/random-1g.raw; t1=$(now)
+    # The server is plain http: a CA bundle named by AWS_CA_BUNDLE (set on some machines) only
+    # makes rclone's S3 client fail to start.
+    t0=$(now); env -u AWS_CA_BUNDLE rclone copyto "$work/random-1g.raw" bench:rclone/random-1g.raw; t1=$(now)
     best_rclone=$(python3 -c "print(min($t1 - $t0, ${best_rclone:-1e9}))")
     rm -f "$s3root/rclone/random-1g.raw"
   done

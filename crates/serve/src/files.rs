@@ -15,7 +15,6 @@ use axum::body::Bytes;
 use quick_cache::sync::Cache;
 use std::fs::File;
 use std::io::{Error, ErrorKind};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Reads up to this many bytes run inline; larger ones on a blocking thread.
@@ -73,12 +72,25 @@ impl OpenFiles {
 }
 
 /// `len` bytes of `file` at `offset`; `UnexpectedEof` naming what is missing when shorter.
+/// The buffer is not zeroed first: `pread` fills it, and only what it filled is kept.
 fn read_exact_at(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => {
+    use std::os::fd::AsRawFd;
+    let mut buf = Vec::<u8>::with_capacity(len as usize);
+    while buf.len() < len as usize {
+        let done = buf.len();
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: a valid fd, and a pointer to `spare.len()` writable bytes owned by `buf`,
+        // which pread only writes to.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            0 => {
                 return Err(Error::new(
                     ErrorKind::UnexpectedEof,
                     format!(
@@ -86,9 +98,14 @@ fn read_exact_at(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
                     ),
                 ))
             }
-            Ok(n) => done += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            // SAFETY: pread initialised the `n` bytes after the `done` already filled.
+            n if n > 0 => unsafe { buf.set_len(done + n as usize) },
+            _ => {
+                let e = Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(Bytes::from(buf))

@@ -4,10 +4,10 @@
 //! storage's operator.
 //!
 //! # Streaming
-//! A range is read in pieces of at most [`STREAM_PIECE`] (256 KiB); a full body (a chunk, a
-//! whole image) reads its first piece whole (one chunk, or the first 4 MiB of an image, in one
-//! read, so a cached chunk is sent from the cache in one piece), the rest in pieces of
-//! [`STREAM_PIECE`]. The first piece is read before the response starts (so a missing object is
+//! A range reads its first [`FIRST_RANGE_PIECE`] (1 MiB) in one piece, the rest in pieces of at
+//! most [`STREAM_PIECE`] (256 KiB); a full body (a chunk, a whole image) reads its first piece
+//! whole (one chunk, or the first 4 MiB of an image, in one read, so a cached chunk is sent from
+//! the cache in one piece), the rest in pieces of [`STREAM_PIECE`]. The first piece is read before the response starts (so a missing object is
 //! still a 404), the rest while it is sent, at most [`READ_AHEAD`] ahead of the client. A body
 //! therefore holds about 1 MiB plus its first piece at most, whatever its length, and a client
 //! that stops reading stops the reads.
@@ -77,6 +77,22 @@ pub const STREAM_PIECE: u64 = 256 * 1024;
 
 /// Pieces a body reads ahead of what it has sent.
 pub const READ_AHEAD: usize = 2;
+
+/// The largest first piece of a range, read and cached whole (a range of up to 1 MiB costs one
+/// read and one cache entry).
+pub const FIRST_RANGE_PIECE: u64 = 1024 * 1024;
+
+/// `piece` cut after its first `len` bytes: the head, and the rest when there is any.
+fn cut(piece: Piece, len: u64) -> (Piece, Option<Piece>) {
+    let at = piece.end.min(piece.start + len);
+    let rest = (at < piece.end).then(|| Piece {
+        key: piece.key.clone(),
+        start: at,
+        end: piece.end,
+        tag: Arc::clone(&piece.tag),
+    });
+    (Piece { end: at, ..piece }, rest)
+}
 
 /// `piece` cut into pieces of at most [`STREAM_PIECE`].
 fn split(piece: Piece) -> impl Iterator<Item = Piece> {
@@ -177,8 +193,9 @@ impl Pieces {
         Ok(VecDeque::from([bytes]))
     }
 
-    /// The body of `plan`, `total` bytes long: a range (`cache_all`) in pieces of
-    /// [`STREAM_PIECE`], every one through the cache; a full body with its first piece whole
+    /// The body of `plan`, `total` bytes long: a range (`cache_all`) with its first
+    /// [`FIRST_RANGE_PIECE`] in one piece and the rest in pieces of [`STREAM_PIECE`], every one
+    /// through the cache; a full body with its first piece whole
     /// through the cache, the rest in pieces of [`STREAM_PIECE`] past it. Bytes sent are
     /// counted for `image_id`.
     pub async fn body(
@@ -189,8 +206,13 @@ impl Pieces {
         image_id: &str,
     ) -> std::io::Result<SizedBody> {
         let (first, rest): (Option<Piece>, Box<dyn Iterator<Item = Piece> + Send>) = if cache_all {
-            let mut pieces = plan.flat_map(split);
-            (pieces.next(), Box::new(pieces))
+            match plan.next().map(|head| cut(head, FIRST_RANGE_PIECE)) {
+                Some((first, tail)) => (
+                    Some(first),
+                    Box::new(tail.into_iter().chain(plan).flat_map(split)),
+                ),
+                None => (None, Box::new(std::iter::empty())),
+            }
         } else {
             (plan.next(), Box::new(plan.flat_map(split)))
         };
@@ -403,6 +425,40 @@ mod tests {
         );
         assert!(
             text.contains("aero_storage_piece_cache_hits_total 1\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_range_reads_its_first_mib_in_one_piece_then_streams() {
+        use aero_chunked::read::Origin;
+        let (p, m) = pieces(64 << 20);
+        p.storage
+            .operator
+            .write("r", vec![5u8; 3 << 20])
+            .await
+            .unwrap();
+        let plan = |start, end| Plan::new(Origin::Raw("r".into()), start, end, Arc::from("t"));
+        let one = p
+            .body(
+                plan(4096, 4096 + FIRST_RANGE_PIECE),
+                FIRST_RANGE_PIECE,
+                true,
+                "i",
+            )
+            .await
+            .unwrap();
+        assert_eq!(frames(one).await, [FIRST_RANGE_PIECE as usize]);
+        let two = p.body(plan(0, 2 << 20), 2 << 20, true, "i").await.unwrap();
+        let piece = STREAM_PIECE as usize;
+        assert_eq!(
+            frames(two).await,
+            [1 << 20, piece, piece, piece, piece],
+            "the first MiB whole, then streamed pieces"
+        );
+        let text = m.render(p.cached_bytes());
+        assert!(
+            text.contains("aero_storage_piece_reads_total 6\n"),
             "{text}"
         );
     }

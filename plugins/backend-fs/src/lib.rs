@@ -237,14 +237,15 @@ fn sync_all(paths: &[PathBuf]) -> Result<()> {
                 scope.spawn(|| -> Result<()> {
                     while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let synced = (|| {
-                            let file = File::open(path)?;
-                            let meta = file.metadata()?;
+                            // Many names share one inode (zero objects, copies): a stat finds
+                            // the repeats without opening them.
+                            let meta = std::fs::metadata(path)?;
                             let first = seen
                                 .lock()
                                 .expect("sync set poisoned")
                                 .insert((meta.dev(), meta.ino()));
                             if first {
-                                file.sync_all()?;
+                                File::open(path)?.sync_all()?;
                             }
                             Ok::<_, std::io::Error>(())
                         })();

@@ -3,8 +3,10 @@
 
 mod base;
 mod buffers;
+mod disk_digest;
 
 pub use base::Base;
+use disk_digest::Staging;
 
 use crate::error::invalid;
 use crate::format::{
@@ -14,7 +16,7 @@ use crate::format::{
 use crate::layout::{chunk_key, resolve_destination, Destination, DestinationRequest, ObjectKind};
 use crate::progress::Progress;
 use crate::store::{
-    put_deferred, put_durable, read_limited, stat, sync, CacheControls, ExpectedChunk,
+    is_not_found, put_deferred, put_durable, read_limited, stat, sync, CacheControls, ExpectedChunk,
 };
 use crate::{Context, Error, Result};
 use aero_plugin_api::backend::{ObjectMeta, Storage};
@@ -201,8 +203,12 @@ struct Job {
     zero_digests: Arc<ZeroDigests>,
     /// The manifest already stored for this version, whose chunks must not change.
     published: Option<Manifest>,
+    /// No chunk of this version was stored when the publish began: none is looked up.
+    fresh: bool,
     /// The chunks of the base version, by digest.
     base: Option<base::BaseChunks>,
+    /// Where data chunks were written while the version was computed.
+    staging: Option<Staging>,
     buffers: Arc<BufferPool>,
     progress: Arc<dyn Progress>,
 }
@@ -226,6 +232,8 @@ impl ZeroDigests {
 struct ChunkDigest {
     sha256: String,
     zero: bool,
+    /// Written under the staging prefix already ([`disk_digest::Staging`]).
+    staged: bool,
 }
 
 /// Publishes `disk` to `storage` as `plan` says.
@@ -235,8 +243,34 @@ pub async fn publish(
     plan: PublishPlan,
     progress: Arc<dyn Progress>,
 ) -> Result<PublishSummary> {
-    let started = Instant::now();
     plan.validate()?;
+    let staging = match plan.compute_version {
+        ComputeVersion::Sha256 => Staging::new(
+            &storage,
+            &plan.prefix,
+            plan.cache_control.meta(ObjectKind::Chunk),
+        ),
+        _ => None,
+    };
+    let mut result = publish_with(storage, disk, plan, progress, staging.as_ref()).await;
+    if let Some(staging) = &staging {
+        // Whatever happened, the staged names go; published chunks are links of their own.
+        if let (Err(warning), Ok(summary)) = (staging.remove().await, &mut result) {
+            summary.warnings.push(warning);
+        }
+    }
+    result
+}
+
+/// [`publish`], with data chunks staged while the version is computed when `staging`.
+async fn publish_with(
+    storage: Arc<Storage>,
+    disk: Arc<dyn VirtualDisk>,
+    plan: PublishPlan,
+    progress: Arc<dyn Progress>,
+    staging: Option<&Staging>,
+) -> Result<PublishSummary> {
+    let started = Instant::now();
     let total_size = disk.capacity();
     if total_size == 0 {
         invalid!("virtual disk size must be > 0");
@@ -253,20 +287,27 @@ pub async fn publish(
 
     let mut bytes_read = 0;
     let zero_digests = Arc::new(ZeroDigests::default());
+    let mut early_base = None;
     let (computed_version, precomputed) = match plan.compute_version {
         ComputeVersion::None => (None, None),
         ComputeVersion::Sha256 => {
-            let disk = Arc::clone(&disk);
-            let chunk_size = plan.chunk_size;
-            let progress = Arc::clone(&progress);
-            let zero_digests = Arc::clone(&zero_digests);
-            let (version, digests, read) = tokio::task::spawn_blocking(move || {
-                hash_disk(disk.as_ref(), chunk_size, &zero_digests, progress.as_ref())
-            })
-            .await
-            .map_err(|e| Error::invalid(format!("hashing the disk: {e}")))??;
-            bytes_read += read;
-            (Some(version), Some(digests))
+            // Chunks the base holds are not staged, so the base is needed before the version
+            // is known: found through the image, which any version names.
+            if let (Some(_), Some(image)) = (staging, provisional_destination(&plan)) {
+                early_base = Some(load_base(&storage, &image, &plan).await);
+            }
+            let hashed = disk_digest::hash_disk(
+                Arc::clone(&disk),
+                plan.chunk_size,
+                plan.concurrency,
+                Arc::clone(&zero_digests),
+                staging,
+                early_base.as_ref().and_then(|(base, _)| base.as_ref()),
+                Arc::clone(&progress),
+            )
+            .await?;
+            bytes_read += hashed.read;
+            (Some(hashed.version), Some(hashed.chunks))
         }
         ComputeVersion::ManifestSha256 => {
             let (digests, read) = hash_chunks(
@@ -305,10 +346,11 @@ pub async fn publish(
         );
     }
     let published = published_manifest(&storage, &destination, total_size, plan.chunk_size).await?;
-    let (base, base_warning) = match (&storage.copies, plan.checksum) {
-        (Some(_), Checksum::Sha256) => base::base_chunks(&storage, &destination, &plan.base).await,
-        // Without digests (or without copies) nothing can be matched or copied.
-        _ => (None, None),
+    let fresh = published.is_none() && !has_chunks(&storage, &destination).await?;
+    let (base, base_warning) = match early_base {
+        // A re-run of the base version finds its chunks stored already.
+        Some((base, warning)) => (base.filter(|b| b.version != destination.version), warning),
+        None => load_base(&storage, &destination, &plan).await,
     };
     progress.start_upload(
         total_size,
@@ -328,7 +370,9 @@ pub async fn publish(
         precomputed,
         zero_digests,
         published,
+        fresh,
         base,
+        staging: staging.cloned(),
         buffers: BufferPool::new(chunk_size as usize),
         progress: Arc::clone(&progress),
     });
@@ -483,70 +527,44 @@ async fn published_manifest(
     Ok(Some(manifest))
 }
 
-/// Reads the whole disk once: the `sha256-…` version and every chunk's digest, hashing the
-/// stream on one core and the chunks on the other. Zero chunks are fed to the stream from one
-/// shared buffer and never read.
-fn hash_disk(
-    disk: &dyn VirtualDisk,
-    chunk_size: u64,
-    zero_digests: &ZeroDigests,
-    progress: &dyn Progress,
-) -> Result<(String, Vec<ChunkDigest>, u64)> {
-    /// What the chunk hasher gets: a data chunk's bytes, or the length of a zero chunk.
-    enum Pending {
-        Data(Vec<u8>),
-        Zero(u64),
+/// Whether any object is stored under the version's `chunks/` (an earlier, interrupted run).
+async fn has_chunks(storage: &Storage, destination: &Destination) -> Result<bool> {
+    let dir = crate::layout::chunk_file_key(&destination.version_prefix, "");
+    let listed = storage.operator.list_with(&dir).limit(2).await;
+    match listed {
+        Ok(entries) => Ok(entries.iter().any(|e| e.path() != dir)),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::storage(
+            format!("listing {dir} in {}", storage.description),
+            e,
+        )),
     }
-    let total = disk.capacity();
-    let count = total.div_ceil(chunk_size);
-    progress.start_hashing(total);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(2);
-    std::thread::scope(|scope| {
-        let chunk_hasher = scope.spawn(move || {
-            rx.into_iter()
-                .map(|pending| match pending {
-                    Pending::Data(bytes) => ChunkDigest {
-                        sha256: hex::encode(Sha256::digest(&bytes)),
-                        zero: false,
-                    },
-                    Pending::Zero(len) => ChunkDigest {
-                        sha256: zero_digests.get(len),
-                        zero: true,
-                    },
-                })
-                .collect::<Vec<_>>()
-        });
-        let mut whole = Sha256::new();
-        let mut read = 0;
-        let zeros = vec![0u8; chunk_size as usize];
-        for index in 0..count {
-            let offset = index * chunk_size;
-            let len = chunk_size.min(total - offset);
-            let pending = if is_zero_range(disk, offset, len)? {
-                whole.update(&zeros[..len as usize]);
-                Pending::Zero(len)
-            } else {
-                let mut buf = vec![0u8; len as usize];
-                disk.read_at(offset, &mut buf)?;
-                read += len;
-                whole.update(&buf);
-                Pending::Data(buf)
-            };
-            progress.hashed(len);
-            if tx.send(pending).is_err() {
-                break;
-            }
-        }
-        drop(tx);
-        let digests = chunk_hasher
-            .join()
-            .map_err(|_| Error::invalid("chunk hasher panicked"))?;
-        Ok((
-            format!("sha256-{}", hex::encode(whole.finalize())),
-            digests,
-            read,
-        ))
+}
+
+/// The destination of a publish whose version is not known yet: its image (id and root) only,
+/// or `None` when the prefix alone does not say where the image is.
+fn provisional_destination(plan: &PublishPlan) -> Option<Destination> {
+    let placeholder = format!("sha256-{}", "0".repeat(64));
+    resolve_destination(&DestinationRequest {
+        prefix: &plan.prefix,
+        image_id: plan.image_id.as_deref(),
+        image_version: None,
+        computed_version: Some(&placeholder),
     })
+    .ok()
+}
+
+/// The base chunks of a publish to `destination` (see [`base::base_chunks`]).
+async fn load_base(
+    storage: &Storage,
+    destination: &Destination,
+    plan: &PublishPlan,
+) -> (Option<base::BaseChunks>, Option<String>) {
+    match (&storage.copies, plan.checksum) {
+        (Some(_), Checksum::Sha256) => base::base_chunks(storage, destination, &plan.base).await,
+        // Without digests (or without copies) nothing can be matched or copied.
+        _ => (None, None),
+    }
 }
 
 /// Every chunk's digest, `concurrency` chunks at a time on blocking threads; zero chunks are
@@ -573,7 +591,12 @@ async fn hash_chunks(
             let task = tokio::task::spawn_blocking(move || -> Result<(ChunkDigest, u64)> {
                 if is_zero_range(disk.as_ref(), offset, len)? {
                     let sha256 = zero_digests.get(len);
-                    return Ok((ChunkDigest { sha256, zero: true }, 0));
+                    let zero = ChunkDigest {
+                        sha256,
+                        zero: true,
+                        staged: false,
+                    };
+                    return Ok((zero, 0));
                 }
                 let mut buf = buffers.take(len as usize);
                 disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
@@ -584,6 +607,7 @@ async fn hash_chunks(
                     ChunkDigest {
                         sha256,
                         zero: false,
+                        staged: false,
                     },
                     len,
                 ))
@@ -617,7 +641,10 @@ impl Job {
         let len = self.plan.chunk_size.min(self.total_size - offset);
         let key = chunk_key(&self.destination.version_prefix, index);
         let want_digest = self.plan.checksum == Checksum::Sha256;
-        let existing = stat(&self.storage, &key).await?;
+        let existing = match self.fresh {
+            true => None,
+            false => stat(&self.storage, &key).await?,
+        };
         let known = self.precomputed.as_ref().map(|d| d[index as usize].clone());
 
         // A re-run with digests known up front skips stored chunks without reading them.
@@ -689,6 +716,7 @@ impl Job {
             (false, _) if self.copy_from_base(&key, len, digest.as_deref()).await? => {
                 Stored::Copied
             }
+            (false, _) if self.link_staged(index, &key, len, &known).await? => Stored::Uploaded,
             (false, _) => {
                 let bytes = match bytes {
                     Some(bytes) => bytes,
@@ -724,6 +752,30 @@ impl Job {
         })
         .await
         .map_err(|e| Error::invalid(format!("chunk reader stopped: {e}")))?
+    }
+
+    /// Links the chunk staged while the version was computed to `key`; `false` when it was
+    /// not staged.
+    async fn link_staged(
+        &self,
+        index: u64,
+        key: &str,
+        len: u64,
+        known: &Option<ChunkDigest>,
+    ) -> Result<bool> {
+        let (Some(staging), Some(copies), Some(ChunkDigest { staged: true, .. })) =
+            (&self.staging, &self.storage.copies, known)
+        else {
+            return Ok(false);
+        };
+        let staged = staging.key(index);
+        copies
+            .copy(&self.storage.operator, &staged, key, len)
+            .await
+            .map_err(|e| Error::Context {
+                context: format!("linking the staged chunk {staged} to {key}"),
+                source: Box::new(e.into()),
+            })
     }
 
     /// Copies the base version's chunk holding the bytes with sha256 `digest` to `key`, when
@@ -1167,6 +1219,69 @@ mod tests {
         let again = run(&s, disk, p).await.unwrap();
         assert_eq!(again.version, first.version);
         assert_eq!((again.skipped_chunks, again.bytes_uploaded), (2048, 0));
+    }
+
+    #[tokio::test]
+    async fn the_sha256_version_on_local_files_reads_the_disk_once_and_stages_nothing_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::new();
+        settings.insert("root".into(), dir.path().to_string_lossy().into_owned());
+        let s = Arc::new(build_storage(&backend_fs::FsBackend, &settings).unwrap());
+        let first = run(&s, disk(7), plan("", ComputeVersion::Sha256))
+            .await
+            .unwrap();
+        // One read of the data: the chunks were staged while the version was computed.
+        let data = 2 * CHUNK + 512;
+        assert_eq!(first.bytes_read, data);
+        assert_eq!((first.uploaded_chunks, first.bytes_uploaded), (3, data));
+        assert_eq!(first.zero_chunks, 1);
+        assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+        let mut expected = vec![7u8; data as usize + CHUNK as usize];
+        expected[CHUNK as usize..2 * CHUNK as usize].fill(0);
+        assert_eq!(
+            first.version,
+            format!("sha256-{}", hex::encode(Sha256::digest(&expected)))
+        );
+        for index in 0..4 {
+            let start = (index * CHUNK) as usize;
+            let end = (start + CHUNK as usize).min(expected.len());
+            assert_eq!(read_chunk(&s, &first, index).await, &expected[start..end]);
+        }
+        // Nothing staged is left beside the version and the pointer.
+        let names = |path: &str| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path().join(path))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names("images/disk"),
+            ["latest.json", first.version.as_str()]
+        );
+
+        // A new version with one chunk changed: the unchanged ones are linked from the base,
+        // only the changed one is staged and linked.
+        let second = run(&s, changed_disk(7), plan("", ComputeVersion::Sha256))
+            .await
+            .unwrap();
+        assert_eq!(second.base_version.as_deref(), Some(first.version.as_str()));
+        assert_eq!((second.copied_chunks, second.uploaded_chunks), (2, 1));
+        assert_eq!(second.bytes_read, data);
+        expected[2 * CHUNK as usize] = 8;
+        for index in 0..4 {
+            let start = (index * CHUNK) as usize;
+            let end = (start + CHUNK as usize).min(expected.len());
+            assert_eq!(read_chunk(&s, &second, index).await, &expected[start..end]);
+        }
+        assert_eq!(names("images/disk").len(), 3);
+        // A re-run finds every chunk stored.
+        let again = run(&s, changed_disk(7), plan("", ComputeVersion::Sha256))
+            .await
+            .unwrap();
+        assert_eq!((again.skipped_chunks, again.uploaded_chunks), (4, 0));
+        assert_eq!(names("images/disk").len(), 3);
     }
 
     #[tokio::test]
