@@ -298,16 +298,7 @@ fn a_browser_upload_is_converted_and_streamed_by_gateway_and_serve() {
     // gateway's default; serve has no lease keys here) and streams it by id once its owner
     // makes it public.
     let id = v["imageId"].as_str().unwrap();
-    let mut envs = S3::env().to_vec();
-    envs.push(("AWS_REGION", "us-east-1"));
-    let srv = Server::start(
-        &format!(
-            "{}&force_path_style=true",
-            s3.uri(aero_test_support::BUCKET)
-        ),
-        &[],
-        &envs,
-    );
+    let srv = Server::on_gateway_bucket(&s3, &[]);
     assert_eq!(curl(&[&srv.url(&format!("/v1/images/{id}"))]).0, 403);
     let (status, _, _) = curl(&[
         "-X",

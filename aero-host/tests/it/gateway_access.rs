@@ -110,16 +110,7 @@ fn a_gateway_lease_reads_a_private_image_through_serve_and_no_secret_is_logged()
     let (id, rec) = upload(&gw, &file);
     assert_eq!(rec["visibility"], "private");
 
-    let mut envs = S3::env().to_vec();
-    envs.push(("AWS_REGION", "us-east-1"));
-    let srv = Server::start(
-        &format!(
-            "{}&force_path_style=true",
-            s3.uri(aero_test_support::BUCKET)
-        ),
-        &["--lease-keys", &keys.arg()],
-        &envs,
-    );
+    let srv = Server::on_gateway_bucket(&s3, &["--lease-keys", &keys.arg()]);
     let bytes = srv.url(&format!("/v1/images/{id}"));
     let manifest = srv.url(&format!("/v1/images/{id}/chunked/manifest.json"));
 

@@ -4,7 +4,7 @@
 //! the cookie).
 
 use aero_access::cloudfront::{AuthMode, CloudFront, SigningAlgorithm};
-use aero_test_support::openssl::{cf_decode, keypair, openssl_verifies};
+use aero_test_support::openssl::{cf_decode, keypair, openssl_verifies, query};
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -16,18 +16,6 @@ fn signer(settings: &[(&str, String)]) -> CloudFront {
     CloudFront::from_settings(&|n| map.get(n).cloned())
         .unwrap()
         .unwrap()
-}
-
-fn query(url: &str) -> HashMap<String, String> {
-    url.split_once('?')
-        .unwrap()
-        .1
-        .split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect()
 }
 
 #[test]

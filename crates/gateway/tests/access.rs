@@ -4,6 +4,7 @@
 //! links (token once, hashed, revocable, expiring) redeemed for leases, lease renewal, key
 //! rotation, and the limits on links and ACL size.
 
+#[macro_use]
 mod support;
 
 use aero_access::share::TokenHash;
@@ -14,22 +15,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 use support::*;
-
-const PART: usize = 5 * 1024 * 1024;
-const WAIT: Duration = Duration::from_secs(120);
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Database::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Database::Postgres).await })*
-        }
-    };
-}
 
 on_both_databases!(
     every_route_refuses_bad_credentials_without_bytes,

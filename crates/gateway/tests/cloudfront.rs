@@ -7,7 +7,7 @@
 mod support;
 
 use aero_access::cloudfront::CloudFront;
-use aero_test_support::openssl::{cf_decode, keypair, openssl_verifies};
+use aero_test_support::openssl::{cf_decode, keypair, openssl_verifies, query};
 use aero_test_support::S3Server;
 use reqwest::Method;
 use serde_json::Value;
@@ -19,19 +19,6 @@ use support::*;
 
 const DOMAIN: &str = "d111.cloudfront.net";
 const KEY_PAIR: &str = "K2JCJMDEHXQW5F";
-
-/// The query parameters of `url`.
-fn query(url: &str) -> HashMap<String, String> {
-    url.split_once('?')
-        .unwrap()
-        .1
-        .split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
 
 /// The canned policy CloudFront rebuilds for a signed URL.
 fn canned(url: &str, expires: &str) -> String {

@@ -1,30 +1,13 @@
 //! The gateway end to end against s3s-fs, on SQLite and on PostgreSQL: uploads through
 //! presigned part URLs, completion, server-side conversion, the read routes, and bad input.
 
+#[macro_use]
 mod support;
 
 use aero_test_support::{sha256, S3Server};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 use support::*;
-
-const PART: usize = 5 * 1024 * 1024;
-const WAIT: Duration = Duration::from_secs(120);
-
-/// Runs each named scenario once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Database::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Database::Postgres).await })*
-        }
-    };
-}
 
 on_both_databases!(
     raw_upload_converts_and_streams,

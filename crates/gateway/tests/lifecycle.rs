@@ -9,8 +9,6 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::*;
 
-const PART: usize = 5 * 1024 * 1024;
-
 /// A gateway in its own runtime on its own thread, so it can be killed outright (every task,
 /// the conversion included, stops without any shutdown step).
 struct Killable {

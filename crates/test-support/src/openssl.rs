@@ -5,6 +5,7 @@
 use crate::require_tool;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,6 +50,19 @@ pub fn keypair(dir: &Path, kind: &str) -> (PathBuf, PathBuf) {
         public.to_str().unwrap(),
     ]);
     (key, public)
+}
+
+/// The query parameters of the signed URL `url` (CloudFront's values need no decoding).
+pub fn query(url: &str) -> HashMap<String, String> {
+    url.split_once('?')
+        .unwrap()
+        .1
+        .split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
 /// Decodes CloudFront's URL-safe base64 (`-` `_` `~` for `+` `=` `/`).

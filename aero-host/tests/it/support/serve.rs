@@ -87,6 +87,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts serve over the gateway's bucket on `s3` (path-style addressing, as the gateway
+    /// writes it) with `args`.
+    pub fn on_gateway_bucket(s3: &S3, args: &[&str]) -> Server {
+        let storage = format!(
+            "{}&force_path_style=true",
+            s3.uri(aero_test_support::BUCKET)
+        );
+        let mut envs = S3::env().to_vec();
+        envs.push(("AWS_REGION", "us-east-1"));
+        Server::start(&storage, args, &envs)
+    }
+
     /// Starts `aero-host --storage STORAGE serve --listen-addr 127.0.0.1:0 ARGS...`.
     pub fn start(storage: &str, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)

@@ -18,6 +18,26 @@ use backend_s3 as _;
 use format_qcow2 as _;
 use format_raw as _;
 
+/// The part size the tests upload with (S3's smallest but last).
+pub const PART: usize = 5 * 1024 * 1024;
+/// How long a test waits for a conversion to settle.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Runs each named scenario once per database.
+#[allow(unused_macros)] // not every test file runs scenarios on both
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Database::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Database::Postgres).await })*
+        }
+    };
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Database {
