@@ -22,6 +22,7 @@
 #                                         # HTTP driver (default: RUNS each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/timing.sh
 work=$(realpath -m "${1:-target/bench-boot}")
 runs=${2:-10}
 warm_runs=${WARM_RUNS:-$runs}
@@ -58,34 +59,14 @@ mkdir -p "$store/raw"
 ln -f "$disk/disk.raw" "$store/raw/disk.raw"
 
 # nginx over the store, logging the bytes it sends; aero-host serve over the same store.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 ngx=$work/nginx
-mkdir -p "$ngx"
-cat > "$ngx/nginx.conf" <<CONF
-user root;
-worker_processes 2;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 1024; }
-http {
-  log_format bytes '\$bytes_sent';
-  access_log $ngx/access.log bytes;
-  sendfile on;
-  client_body_temp_path $ngx/body;
-  proxy_temp_path $ngx/proxy;
-  fastcgi_temp_path $ngx/fcgi;
-  uwsgi_temp_path $ngx/uwsgi;
-  scgi_temp_path $ngx/scgi;
-  server { listen 127.0.0.1:$port; root $store; }
-}
-CONF
-: > "$ngx/access.log"
-nginx -c "$ngx/nginx.conf"
+start_nginx "$ngx" "$store" "$port" "$ngx/access.log"
 "$bin" --storage "fs:$store" serve --listen-addr 127.0.0.1:0 > "$work/serve.out" 2>"$work/serve.log" & serve_pid=$!
 qemu_pid=""
 nbd_pid=""
 cleanup() {
-  kill -QUIT "$(cat "$ngx/nginx.pid")" 2>/dev/null || true
+  stop_nginx "$ngx"
   kill "$serve_pid" 2>/dev/null || true
   [ -z "$nbd_pid" ] || kill "$nbd_pid" 2>/dev/null || true
   [ -z "$qemu_pid" ] || kill -KILL "$qemu_pid" 2>/dev/null || true

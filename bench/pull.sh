@@ -17,6 +17,7 @@
 #   BENCH_OUT=/dev/shm/pull bench/pull.sh …  # write the pulled files there (tmpfs: no disk noise)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/timing.sh
 work=$(realpath -m "${1:-target/bench-pull}")
 size_mib=${2:-1024}
 runs=${BENCH_RUNS:-3}
@@ -61,28 +62,10 @@ mkdir -p "$store/raw"
 ln -f "$work/big.raw" "$store/raw/big.raw"
 ln -f "$work/sparse.raw" "$store/raw/sparse.raw"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 ngx=$work/nginx
-mkdir -p "$ngx"
-cat > "$ngx/nginx.conf" <<CONF
-user root;
-worker_processes 2;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $ngx/body;
-  proxy_temp_path $ngx/proxy;
-  fastcgi_temp_path $ngx/fcgi;
-  uwsgi_temp_path $ngx/uwsgi;
-  scgi_temp_path $ngx/scgi;
-  server { listen 127.0.0.1:$port; root $store; }
-}
-CONF
-nginx -c "$ngx/nginx.conf"
-trap 'kill -QUIT $(cat "$ngx/nginx.pid") 2>/dev/null || true' EXIT
+start_nginx "$ngx" "$store" "$port"
+trap 'stop_nginx "$ngx"' EXIT
 base=http://127.0.0.1:$port
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/raw/big.raw" -r 0-0)" = 206 ] || { echo "nginx does not serve $store" >&2; exit 1; }
 

@@ -24,3 +24,40 @@ sparse_qcow2() {
   qemu-io -f qcow2 "${args[@]}" "$1.tmp" >/dev/null
   mv "$1.tmp" "$1"
 }
+
+# A free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts nginx (2 workers, sendfile), as a CDN would serve ROOT, on 127.0.0.1:PORT, with its
+# pid, logs and temporary files under DIR. With BYTES_LOG, the bytes sent for each response are
+# logged there, one number per line (the file is emptied first). `stop_nginx DIR` stops it.
+#   start_nginx DIR ROOT PORT [BYTES_LOG]
+start_nginx() {
+  local dir=$1 root=$2 port=$3 log="access_log off;"
+  mkdir -p "$dir"
+  if [ -n "${4:-}" ]; then
+    log="log_format bytes '\$bytes_sent'; access_log $4 bytes;"
+    : > "$4"
+  fi
+  cat > "$dir/nginx.conf" <<CONF
+user root;
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  $log
+  sendfile on;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  server { listen 127.0.0.1:$port; root $root; }
+}
+CONF
+  nginx -c "$dir/nginx.conf"
+}
+
+#   stop_nginx DIR
+stop_nginx() { kill -QUIT "$(cat "$1/nginx.pid")" 2>/dev/null || true; }
