@@ -158,13 +158,12 @@ impl Pieces {
     /// Reads one piece into a buffer of exactly its size, as the cache must hold it: what
     /// storage returns can be a slice of a larger buffer (the fs backend reads into pooled
     /// 256 KiB buffers), which a cached 1-byte piece would keep whole, far beyond the weight the
-    /// cache counts. Open-file reads are exact already and are not copied.
+    /// cache counts. An open-file read is one exact buffer already and is not copied.
     async fn fetch_owned(&self, piece: &Piece) -> std::io::Result<Bytes> {
-        if let Some(files) = &self.files {
-            self.metrics.piece_read();
-            return files.read(piece).await;
+        let mut parts = self.fetch(piece).await?;
+        if self.files.is_some() && parts.len() == 1 {
+            return Ok(parts.pop_front().expect("one part"));
         }
-        let parts = self.fetch(piece).await?;
         let mut owned = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
         for part in &parts {
             owned.extend_from_slice(part);
