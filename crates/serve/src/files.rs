@@ -75,17 +75,20 @@ impl OpenFiles {
 /// The buffer is not zeroed first: `pread` fills it, and only what it filled is kept.
 fn read_exact_at(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     use std::os::fd::AsRawFd;
-    let mut buf = Vec::<u8>::with_capacity(len as usize);
-    while buf.len() < len as usize {
+    let len = len as usize;
+    let mut buf = Vec::<u8>::with_capacity(len);
+    while buf.len() < len {
         let done = buf.len();
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: a valid fd, and a pointer to `spare.len()` writable bytes owned by `buf`,
-        // which pread only writes to.
+        // What is still missing, never more: `with_capacity` may give more room than asked.
+        let want = len - done;
+        let spare = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: a valid fd, and a pointer to `want` writable bytes owned by `buf`; pread
+        // writes at most `want` bytes there and nothing else.
         let n = unsafe {
             libc::pread(
                 file.as_raw_fd(),
                 spare.as_mut_ptr().cast(),
-                spare.len(),
+                want,
                 (offset + done as u64) as libc::off_t,
             )
         };
@@ -98,7 +101,8 @@ fn read_exact_at(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
                     ),
                 ))
             }
-            // SAFETY: pread initialised the `n` bytes after the `done` already filled.
+            // SAFETY: pread initialised the `n` (≤ `want`) bytes after the `done` already
+            // filled, so `done + n` ≤ `len` ≤ the capacity.
             n if n > 0 => unsafe { buf.set_len(done + n as usize) },
             _ => {
                 let e = Error::last_os_error();

@@ -7,10 +7,11 @@
 //! A range reads its first [`FIRST_RANGE_PIECE`] (1 MiB) in one piece, the rest in pieces of at
 //! most [`STREAM_PIECE`] (256 KiB); a full body (a chunk, a whole image) reads its first piece
 //! whole (one chunk, or the first 4 MiB of an image, in one read, so a cached chunk is sent from
-//! the cache in one piece), the rest in pieces of [`STREAM_PIECE`]. The first piece is read before the response starts (so a missing object is
-//! still a 404), the rest while it is sent, at most [`READ_AHEAD`] ahead of the client. A body
-//! therefore holds about 1 MiB plus its first piece at most, whatever its length, and a client
-//! that stops reading stops the reads.
+//! the cache in one piece), the rest in pieces of [`STREAM_PIECE`]. The first piece is read
+//! before the response starts (so a missing object is still a 404), the rest while it is sent,
+//! at most [`READ_AHEAD`] pieces ahead of the client. A body therefore holds the piece it is
+//! sending (its first piece at most) plus about 0.5 MiB, whatever its length, and a client that
+//! stops reading stops the reads.
 //!
 //! # The piece cache
 //! - **What is cached:** every piece of a 206 range (at most `max_range_bytes`), and the first
@@ -158,13 +159,12 @@ impl Pieces {
     /// Reads one piece into a buffer of exactly its size, as the cache must hold it: what
     /// storage returns can be a slice of a larger buffer (the fs backend reads into pooled
     /// 256 KiB buffers), which a cached 1-byte piece would keep whole, far beyond the weight the
-    /// cache counts. Open-file reads are exact already and are not copied.
+    /// cache counts. An open-file read is one exact buffer already and is not copied.
     async fn fetch_owned(&self, piece: &Piece) -> std::io::Result<Bytes> {
-        if let Some(files) = &self.files {
-            self.metrics.piece_read();
-            return files.read(piece).await;
+        let mut parts = self.fetch(piece).await?;
+        if self.files.is_some() && parts.len() == 1 {
+            return Ok(parts.pop_front().expect("one part"));
         }
-        let parts = self.fetch(piece).await?;
         let mut owned = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
         for part in &parts {
             owned.extend_from_slice(part);
@@ -195,9 +195,8 @@ impl Pieces {
 
     /// The body of `plan`, `total` bytes long: a range (`cache_all`) with its first
     /// [`FIRST_RANGE_PIECE`] in one piece and the rest in pieces of [`STREAM_PIECE`], every one
-    /// through the cache; a full body with its first piece whole
-    /// through the cache, the rest in pieces of [`STREAM_PIECE`] past it. Bytes sent are
-    /// counted for `image_id`.
+    /// through the cache; a full body with its first piece whole through the cache, the rest in
+    /// pieces of [`STREAM_PIECE`] past it. Bytes sent are counted for `image_id`.
     pub async fn body(
         &self,
         mut plan: Plan,
@@ -527,7 +526,8 @@ mod tests {
         assert!(p.cached_bytes() as usize >= OBJECTS * 4);
         let held = live::BYTES.load(Ordering::Relaxed) - before;
         // A pooled buffer per piece is 64 MiB (67,429,052 bytes measured with slices cached);
-        // the exact pieces and the cache's index hold about 0.3 MiB. Other tests of this binary run at the same time, hence the margin.
+        // the exact pieces and the cache's index hold about 0.3 MiB. Other tests of this binary
+        // run at the same time, hence the margin.
         assert!(
             held < 8 << 20,
             "{OBJECTS} cached 4-byte pieces hold {held} bytes"

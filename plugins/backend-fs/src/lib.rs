@@ -240,12 +240,20 @@ fn sync_all(paths: &[PathBuf]) -> Result<()> {
                             // Many names share one inode (zero objects, copies): a stat finds
                             // the repeats without opening them.
                             let meta = std::fs::metadata(path)?;
+                            let inode = (meta.dev(), meta.ino());
+                            if seen.lock().expect("sync set poisoned").contains(&inode) {
+                                return Ok(());
+                            }
+                            // The inode recorded is the one opened and synced, even if the name
+                            // was replaced since the stat.
+                            let file = File::open(path)?;
+                            let meta = file.metadata()?;
                             let first = seen
                                 .lock()
                                 .expect("sync set poisoned")
                                 .insert((meta.dev(), meta.ino()));
                             if first {
-                                File::open(path)?.sync_all()?;
+                                file.sync_all()?;
                             }
                             Ok::<_, std::io::Error>(())
                         })();

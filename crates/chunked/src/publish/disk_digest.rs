@@ -114,31 +114,30 @@ pub(super) async fn hash_disk(
         for index in 0..total.div_ceil(chunk_size) {
             let offset = index * chunk_size;
             let len = chunk_size.min(total - offset);
-            let pending = if is_zero_range(disk.as_ref(), offset, len)? {
+            if is_zero_range(disk.as_ref(), offset, len)? {
                 whole.update(&zeros[..len as usize]);
-                Pending::Zero(len)
-            } else {
-                let mut buf = buffers.take(len as usize);
-                disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
-                    Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
-                })?;
-                read += len;
-                let bytes = buf.into_bytes();
-                // The chunk is hashed (and staged) beside the stream, from the same buffer.
-                if tx
-                    .blocking_send(Pending::Data(index, bytes.clone()))
-                    .is_err()
-                {
+                progress.hashed(len);
+                if tx.blocking_send(Pending::Zero(len)).is_err() {
                     break;
                 }
-                whole.update(&bytes);
-                progress.hashed(len);
                 continue;
-            };
-            progress.hashed(len);
-            if tx.blocking_send(pending).is_err() {
+            }
+            let mut buf = buffers.take(len as usize);
+            disk.read_at(offset, buf.as_mut_slice()).map_err(|e| {
+                Error::invalid(format!("reading chunk {index} at offset {offset}: {e}"))
+            })?;
+            read += len;
+            let bytes = buf.into_bytes();
+            // Sent first, so the chunk is hashed (and staged) while the stream hashes the same
+            // buffer.
+            if tx
+                .blocking_send(Pending::Data(index, bytes.clone()))
+                .is_err()
+            {
                 break;
             }
+            whole.update(&bytes);
+            progress.hashed(len);
         }
         Ok((format!("sha256-{}", hex::encode(whole.finalize())), read))
     });

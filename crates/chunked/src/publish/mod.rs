@@ -645,10 +645,10 @@ impl Job {
             true => None,
             false => stat(&self.storage, &key).await?,
         };
-        let known = self.precomputed.as_ref().map(|d| d[index as usize].clone());
+        let known = self.precomputed.as_ref().map(|d| &d[index as usize]);
 
         // A re-run with digests known up front skips stored chunks without reading them.
-        if let (Some(meta), Some(known)) = (&existing, &known) {
+        if let (Some(meta), Some(known)) = (&existing, known) {
             let expected = ExpectedChunk {
                 len,
                 sha256: Some(&known.sha256),
@@ -659,7 +659,7 @@ impl Job {
         }
 
         // Block status is metadata only; zero chunks never leave this task.
-        let zero = match &known {
+        let zero = match known {
             Some(k) => k.zero,
             None => is_zero_range(self.disk.as_ref(), offset, len)?,
         };
@@ -667,7 +667,7 @@ impl Job {
         let need_digest =
             want_digest || existing.is_some() || self.published.is_some() || self.base.is_some();
         let mut bytes = None;
-        let digest = match &known {
+        let digest = match known {
             Some(k) => Some(k.sha256.clone()),
             None if zero => need_digest.then(|| self.zero_digests.get(len)),
             None => {
@@ -716,7 +716,7 @@ impl Job {
             (false, _) if self.copy_from_base(&key, len, digest.as_deref()).await? => {
                 Stored::Copied
             }
-            (false, _) if self.link_staged(index, &key, len, &known).await? => Stored::Uploaded,
+            (false, _) if self.link_staged(index, &key, len, known).await? => Stored::Uploaded,
             (false, _) => {
                 let bytes = match bytes {
                     Some(bytes) => bytes,
@@ -761,7 +761,7 @@ impl Job {
         index: u64,
         key: &str,
         len: u64,
-        known: &Option<ChunkDigest>,
+        known: Option<&ChunkDigest>,
     ) -> Result<bool> {
         let (Some(staging), Some(copies), Some(ChunkDigest { staged: true, .. })) =
             (&self.staging, &self.storage.copies, known)
