@@ -3,7 +3,7 @@
 use crate::paths::{entry_path, resolves_inside, symlink_target};
 use crate::{Error, Extracted, Limits, Result, MARKER};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
@@ -24,8 +24,8 @@ pub(crate) fn unpack(archive: &Path, root: &Path, limits: &Limits) -> Result<Ext
     if file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
         return Err(invalid("not a gzip file".into()));
     }
-    let file =
-        File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    file.rewind()
+        .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(root)
