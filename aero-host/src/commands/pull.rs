@@ -216,9 +216,7 @@ pub(crate) async fn pull_to(
 
 /// The raw file a pull `--to FORMAT` writes first: `OUT.pull.raw`.
 fn raw_stage_path(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".pull.raw");
-    PathBuf::from(name)
+    with_suffix(out, ".pull.raw")
 }
 
 /// Converts the pulled raw file to `target` with the format's writer (which never leaves a
