@@ -276,12 +276,20 @@ impl Part {
         &self.file
     }
 
-    /// Stops the journal thread after its last flush; its first failure, if any.
-    fn stop_journal(&mut self) -> Result<()> {
+    /// Stops the journal thread; its first failure, if any. With `last_batch`, the chunks not
+    /// yet named are made durable and named first; without, they are dropped (the state file
+    /// is about to go, so syncing for it would be wasted).
+    fn stop_journal(&mut self, last_batch: bool) -> Result<()> {
         let Some(flusher) = self.flusher.take() else {
             return Ok(());
         };
-        self.journal.pending.lock().expect("journal poisoned").stop = true;
+        {
+            let mut pending = self.journal.pending.lock().expect("journal poisoned");
+            if !last_batch {
+                pending.indices.clear();
+            }
+            pending.stop = true;
+        }
         self.journal.wake.notify_one();
         let _ = flusher.join();
         match self
@@ -300,7 +308,8 @@ impl Part {
     /// Flushes the part to disk, marks it with the manifest identity and renames it to `OUT`;
     /// the state file goes.
     pub fn finish(mut self) -> Result<()> {
-        self.stop_journal()?;
+        // The whole part is synced below: the last batch needs no sync of its own.
+        self.stop_journal(false)?;
         self.file
             .sync_all()
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
@@ -322,7 +331,7 @@ impl Part {
 
     /// Removes the part and its state: nothing in it can be resumed.
     pub fn discard(mut self) {
-        let _ = self.stop_journal();
+        let _ = self.stop_journal(false);
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(state_path(&self.out));
     }
@@ -331,7 +340,7 @@ impl Part {
 impl Drop for Part {
     /// A pull that stops early still records the chunks it wrote (after a last flush).
     fn drop(&mut self) {
-        let _ = self.stop_journal();
+        let _ = self.stop_journal(true);
     }
 }
 
