@@ -93,6 +93,12 @@ pub(crate) enum CatalogImage {
     Archive(aero_catalog::Image),
 }
 
+/// Whether a SOURCE that is no URL and no existing file reads as a catalog reference
+/// `NAME[:VERSION]`: not empty, no path separator, not a manifest file name.
+pub(crate) fn is_catalog_reference(source: &str) -> bool {
+    !source.is_empty() && !source.contains('/') && !source.ends_with(".json")
+}
+
 /// The entry `NAME[:VERSION]` names in the registry `catalog` selects, for `arch` (default:
 /// the host's architecture). `pull` and `nbd` resolve catalog references here.
 pub(crate) async fn find_image(

@@ -1,6 +1,6 @@
 //! `aero-host nbd`: one image exported over NBD until SIGTERM or Ctrl-C, then the counters.
 
-use super::images::{find_image, CatalogImage};
+use super::images::{find_image, is_catalog_reference, CatalogImage};
 use super::{open_image, storage_for};
 use crate::cli::NbdArgs;
 use crate::commands::verify::parse_header;
@@ -214,11 +214,6 @@ async fn chunked_export(
 
 fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
-}
-
-/// `NAME[:VERSION]`: no path separator, not a manifest file name.
-fn is_catalog_reference(source: &str) -> bool {
-    !source.is_empty() && !source.contains('/') && !source.ends_with(".json")
 }
 
 /// The shared chunk cache `--cache-dir` names (`none`: none), by default the user's.

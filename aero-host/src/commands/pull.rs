@@ -1,6 +1,6 @@
 //! `aero-host pull`: a published image into a local disk file, through the shared chunk cache.
 
-use super::images::{find_image, CatalogImage};
+use super::images::{find_image, is_catalog_reference, CatalogImage};
 use super::storage_for;
 use super::verify::parse_header;
 use crate::cli::PullArgs;
@@ -108,7 +108,7 @@ fn locator(args: &PullArgs, storage: Option<Arc<Storage>>) -> Result<Option<Loca
     if path.is_file() {
         return Ok(Some(Locator::File(path)));
     }
-    if args.source.contains('/') || args.source.ends_with(".json") {
+    if !is_catalog_reference(&args.source) {
         bail!(
             "'{}' is neither a manifest URL nor an existing manifest file (a storage prefix needs --storage)",
             args.source
@@ -216,9 +216,7 @@ pub(crate) async fn pull_to(
 
 /// The raw file a pull `--to FORMAT` writes first: `OUT.pull.raw`.
 fn raw_stage_path(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".pull.raw");
-    PathBuf::from(name)
+    with_suffix(out, ".pull.raw")
 }
 
 /// Converts the pulled raw file to `target` with the format's writer (which never leaves a

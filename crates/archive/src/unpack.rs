@@ -3,7 +3,7 @@
 use crate::paths::{entry_path, resolves_inside, symlink_target};
 use crate::{Error, Extracted, Limits, Result, MARKER};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tar::EntryType;
@@ -24,8 +24,8 @@ pub(crate) fn unpack(archive: &Path, root: &Path, limits: &Limits) -> Result<Ext
     if file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
         return Err(invalid("not a gzip file".into()));
     }
-    let file =
-        File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    file.rewind()
+        .map_err(|e| Error::io(format!("reading {}", archive.display()), e))?;
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(root)
@@ -250,12 +250,25 @@ fn write_file(entry: &mut impl Read, path: &Path, mode: u32, buf: &mut [u8]) -> 
     let mut offset = 0u64;
     loop {
         let filled = read_full(entry, buf).map_err(io)?;
-        for block in buf[..filled].chunks(HOLE_BLOCK) {
-            if block.iter().any(|&b| b != 0) {
-                file.write_all_at(block, offset).map_err(io)?;
+        // Each run of data blocks between zero blocks is written at once.
+        let mut run: Option<usize> = None;
+        for (i, block) in buf[..filled].chunks(HOLE_BLOCK).enumerate() {
+            let start = i * HOLE_BLOCK;
+            match (block.iter().any(|&b| b != 0), run) {
+                (true, None) => run = Some(start),
+                (false, Some(from)) => {
+                    file.write_all_at(&buf[from..start], offset + from as u64)
+                        .map_err(io)?;
+                    run = None;
+                }
+                _ => {}
             }
-            offset += block.len() as u64;
         }
+        if let Some(from) = run {
+            file.write_all_at(&buf[from..filled], offset + from as u64)
+                .map_err(io)?;
+        }
+        offset += filled as u64;
         if filled < buf.len() {
             break;
         }
@@ -282,4 +295,40 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn files_keep_their_bytes_and_zero_blocks_become_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        // Runs of data blocks across buffer ends, zero blocks between them, a partial last
+        // block of data.
+        let b = HOLE_BLOCK;
+        let mut data = vec![0u8; 10 * b + 100];
+        for range in [
+            0..2 * b,
+            3 * b + 1..3 * b + 2,
+            5 * b..9 * b,
+            10 * b..10 * b + 100,
+        ] {
+            for i in range {
+                data[i] = (i % 251) as u8 + 1;
+            }
+        }
+        let path = dir.path().join("f");
+        let mut buf = vec![0u8; 4 * b];
+        let written = write_file(&mut &data[..], &path, 0o644, &mut buf).unwrap();
+        assert_eq!(written, data.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        // Blocks 2, 4 and 9 are holes (where the file system keeps them).
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            allocated <= (8 * b + 4096) as u64,
+            "{allocated} bytes allocated"
+        );
+    }
 }

@@ -64,7 +64,8 @@ fn parse_line(line: &str) -> Option<(&str, &str)> {
     (is_sha256(digest) && !name.is_empty()).then_some((digest, name))
 }
 
-fn is_sha256(s: &str) -> bool {
+/// Whether `s` is a sha256 in hex (64 hex digits, either case).
+pub(crate) fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -159,7 +159,7 @@ impl Image {
             return Err("an image has an empty name or version".into());
         }
         if let Some(d) = &self.sha256 {
-            if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !crate::checksums::is_sha256(d) {
                 return Err(format!(
                     "{}: sha256 '{d}' is not 64 hex digits",
                     self.reference()

@@ -165,23 +165,26 @@ pub async fn pull(
         )?),
     };
 
-    // Chunks complete in disk order (up to `concurrency` in flight), so the disk digest is
-    // computed as they arrive.
+    // With a disk digest to compute, chunks complete in disk order (up to `concurrency` in
+    // flight), so it is computed as they arrive; without one, in any order, so a slow chunk
+    // never holds back the fetches behind it.
     let part = Arc::new(part);
-    let mut done = stream::iter(fates.into_iter().enumerate())
-        .map(|(index, fate)| {
-            let part = Arc::clone(&part);
-            let index = index as u64;
-            async move {
-                match fate {
-                    ChunkFate::Zero | ChunkFate::Resumed => Ok((index, fate, None, false)),
-                    ChunkFate::Reused | ChunkFate::Downloaded => {
-                        pull_chunk(resolved, &part, options, index, fate).await
-                    }
+    let chunks = stream::iter(fates.into_iter().enumerate()).map(|(index, fate)| {
+        let part = Arc::clone(&part);
+        let index = index as u64;
+        async move {
+            match fate {
+                ChunkFate::Zero | ChunkFate::Resumed => Ok((index, fate, None, false)),
+                ChunkFate::Reused | ChunkFate::Downloaded => {
+                    pull_chunk(resolved, &part, options, index, fate).await
                 }
             }
-        })
-        .buffered(options.concurrency);
+        }
+    });
+    let mut done = match hasher {
+        Some(_) => chunks.buffered(options.concurrency).left_stream(),
+        None => chunks.buffer_unordered(options.concurrency).right_stream(),
+    };
     while let Some((index, fate, bytes, cache_error)) = done.try_next().await? {
         let len = manifest.chunk_len(index);
         summary.count(fate, len);

@@ -10,7 +10,7 @@
 //! data, first `fdatasync`s `OUT.part` (every chunk it is about to name was written before),
 //! then appends their lines to the state file and `fdatasync`s it. A kill or a power cut at
 //! any moment leaves at worst chunks written but not listed (fetched again) or a torn last
-//! line (ignored); it never leaves a listed chunk whose bytes were lost.
+//! line (ignored, and cut off when the part is resumed); it never leaves a listed chunk whose bytes were lost.
 //!
 //! When done, `OUT.part` is flushed to disk, marked with the manifest's identity (the
 //! `user.aero-pull.manifest` extended attribute, where the file system keeps them) and renamed
@@ -181,11 +181,17 @@ impl Part {
                 state_path.display()
             )));
         }
-        let written = {
+        let (written, complete) = {
             let mut text = String::new();
             let _ = state.read_to_string(&mut text);
             let part_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == size);
-            parse_state(&text, identity, size).filter(|_| part_ok)
+            // The length up to the last whole line, when a torn line follows it.
+            let whole = text.rfind('\n').map_or(0, |i| i + 1);
+            let complete = (whole < text.len()).then_some(whole as u64);
+            (
+                parse_state(&text, identity, size).filter(|_| part_ok),
+                complete,
+            )
         };
         let file = OpenOptions::new()
             .read(true)
@@ -195,7 +201,15 @@ impl Part {
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let written = match written {
-            Some(written) => written,
+            Some(written) => {
+                // A torn last line is cut off: a line appended to it would name another chunk.
+                if let Some(len) = complete {
+                    state
+                        .set_len(len)
+                        .map_err(|e| Error::io(format!("writing {}", state_path.display()), e))?;
+                }
+                written
+            }
             None => {
                 file.set_len(size).map_err(|e| {
                     Error::io(format!("sizing {} to {size} bytes", path.display()), e)
@@ -262,12 +276,20 @@ impl Part {
         &self.file
     }
 
-    /// Stops the journal thread after its last flush; its first failure, if any.
-    fn stop_journal(&mut self) -> Result<()> {
+    /// Stops the journal thread; its first failure, if any. With `last_batch`, the chunks not
+    /// yet named are made durable and named first; without, they are dropped (the state file
+    /// is about to go, so syncing for it would be wasted).
+    fn stop_journal(&mut self, last_batch: bool) -> Result<()> {
         let Some(flusher) = self.flusher.take() else {
             return Ok(());
         };
-        self.journal.pending.lock().expect("journal poisoned").stop = true;
+        {
+            let mut pending = self.journal.pending.lock().expect("journal poisoned");
+            if !last_batch {
+                pending.indices.clear();
+            }
+            pending.stop = true;
+        }
         self.journal.wake.notify_one();
         let _ = flusher.join();
         match self
@@ -286,7 +308,8 @@ impl Part {
     /// Flushes the part to disk, marks it with the manifest identity and renames it to `OUT`;
     /// the state file goes.
     pub fn finish(mut self) -> Result<()> {
-        self.stop_journal()?;
+        // The whole part is synced below: the last batch needs no sync of its own.
+        self.stop_journal(false)?;
         self.file
             .sync_all()
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
@@ -308,7 +331,7 @@ impl Part {
 
     /// Removes the part and its state: nothing in it can be resumed.
     pub fn discard(mut self) {
-        let _ = self.stop_journal();
+        let _ = self.stop_journal(false);
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(state_path(&self.out));
     }
@@ -317,7 +340,7 @@ impl Part {
 impl Drop for Part {
     /// A pull that stops early still records the chunks it wrote (after a last flush).
     fn drop(&mut self) {
-        let _ = self.stop_journal();
+        let _ = self.stop_journal(true);
     }
 }
 
@@ -389,5 +412,27 @@ mod tests {
         // Another manifest starts over.
         let (_, written) = Part::open(&out, "id2", 8192).unwrap();
         assert!(written.is_empty());
+    }
+
+    #[test]
+    fn a_resumed_part_never_extends_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("disk.raw");
+        let (part, _) = Part::open(&out, "id1", 4 * 4096).unwrap();
+        part.write_chunk(1, 4096, &[7u8; 4096]).unwrap();
+        drop(part);
+        // A line torn by a crash: "2" of "2\n".
+        let mut state = OpenOptions::new()
+            .append(true)
+            .open(state_path(&out))
+            .unwrap();
+        state.write_all(b"2").unwrap();
+        drop(state);
+        let (part, written) = Part::open(&out, "id1", 4 * 4096).unwrap();
+        assert_eq!(written, HashSet::from([1]));
+        part.write_chunk(3, 3 * 4096, &[9u8; 4096]).unwrap();
+        drop(part);
+        // Not 23.
+        assert_eq!(written_chunks(&out, "id1", 4 * 4096), HashSet::from([1, 3]));
     }
 }
