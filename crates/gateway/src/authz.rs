@@ -139,14 +139,9 @@ pub fn lease_refusal(e: LeaseError) -> ApiError {
     } else {
         "UNAUTH"
     };
-    let challenge = if status == StatusCode::FORBIDDEN {
-        r#"Bearer realm="aero", error="insufficient_scope""#
-    } else {
-        r#"Bearer realm="aero", error="invalid_token""#
-    };
     ApiError::new(status, code, e.to_string()).with(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
+        HeaderValue::from_static(e.challenge()),
     )
 }
 
