@@ -69,6 +69,16 @@ impl LeaseError {
             _ => 401,
         }
     }
+
+    /// The `WWW-Authenticate` challenge of its refusal: no error for a missing lease,
+    /// `invalid_token` for a 401, `insufficient_scope` for a 403.
+    pub fn challenge(self) -> &'static str {
+        match self {
+            LeaseError::Missing => r#"Bearer realm="aero""#,
+            e if e.status() == 401 => r#"Bearer realm="aero", error="invalid_token""#,
+            _ => r#"Bearer realm="aero", error="insufficient_scope""#,
+        }
+    }
 }
 
 /// Why a lease could not be minted.
@@ -366,6 +376,13 @@ mod tests {
         assert!(k.verify(&good, at_expiry - Duration::from_secs(1)).is_ok());
         assert_eq!(LeaseError::Expired.status(), 401);
         assert_eq!(LeaseError::WrongImage.status(), 403);
+        assert_eq!(LeaseError::Missing.challenge(), r#"Bearer realm="aero""#);
+        assert!(LeaseError::Expired
+            .challenge()
+            .ends_with(r#"error="invalid_token""#));
+        assert!(LeaseError::WrongImage
+            .challenge()
+            .ends_with(r#"error="insufficient_scope""#));
     }
 
     #[test]

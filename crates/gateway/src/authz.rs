@@ -58,43 +58,47 @@ pub async fn record(gw: &Gateway, id: &str) -> ApiResult<ImageRecord> {
     gw.db.get(id).await?.ok_or_else(|| not_found(id))
 }
 
-/// The roles `basis` holds on `rec` now: the owner, an ACL user, a live link's holder; and
-/// anyone's.
-pub async fn roles(gw: &Gateway, rec: &ImageRecord, basis: &Basis) -> ApiResult<Vec<Role>> {
-    let mut roles = vec![Role::Public];
-    match basis {
-        Basis::User(user) => {
-            if rec.owner_id == *user {
-                roles.push(Role::Owner);
-            }
-            if let Some(access) = gw.db.acl_access(&rec.id, user).await? {
-                roles.push(access.role());
-            }
-        }
-        Basis::Link(link) => {
-            let live = gw
-                .db
-                .link(link)
-                .await?
-                .is_some_and(|l| l.image_id == rec.id && l.live(crate::db::now_ms()));
-            if live {
-                roles.push(Role::LinkHolder);
-            }
-        }
-    }
-    Ok(roles)
+/// The role `basis` holds on `rec` by a stored grant, now: an ACL user's, or a live share
+/// link's holder's.
+async fn granted(gw: &Gateway, rec: &ImageRecord, basis: &Basis) -> ApiResult<Option<Role>> {
+    Ok(match basis {
+        Basis::User(user) => gw.db.acl_access(&rec.id, user).await?.map(|a| a.role()),
+        Basis::Link(link) => gw
+            .db
+            .link(link)
+            .await?
+            .is_some_and(|l| l.image_id == rec.id && l.live(crate::db::now_ms()))
+            .then_some(Role::LinkHolder),
+    })
 }
 
-/// Whether `basis` may do `action` on `rec`, by the matrix; 403 naming the action if not.
+/// Whether `basis` (`None`: a caller with no identity) may do `action` on `rec`, by the
+/// matrix; 403 naming the action if not. The roles the record alone shows (anyone's, the
+/// owner's) are asked first; the stored grants (the ACL, a share link) are looked up only when
+/// those do not suffice, so an owner's request or a read of a public image costs no query.
 pub async fn check(
     gw: &Gateway,
     rec: &ImageRecord,
-    basis: &Basis,
+    basis: Option<&Basis>,
     action: Action,
 ) -> ApiResult<()> {
-    let roles = roles(gw, rec, basis).await?;
-    if matrix::permitted(rec.visibility, &roles, action) {
+    let permitted = |roles: &[Role]| matrix::permitted(rec.visibility, roles, action);
+    let owner = matches!(basis, Some(Basis::User(user)) if *user == rec.owner_id);
+    let shown: &[Role] = if owner {
+        &[Role::Public, Role::Owner]
+    } else {
+        &[Role::Public]
+    };
+    if permitted(shown) {
         return Ok(());
+    }
+    if let Some(basis) = basis {
+        if granted(gw, rec, basis)
+            .await?
+            .is_some_and(|r| permitted(&[r]))
+        {
+            return Ok(());
+        }
     }
     Err(forbidden(format!(
         "{} on image {} is not granted to this caller",
@@ -112,7 +116,7 @@ pub async fn authorize(
 ) -> ApiResult<(String, ImageRecord)> {
     let caller = auth::caller(gw.settings.auth_mode, &gw.db, headers).await?;
     let rec = record(gw, id).await?;
-    check(gw, &rec, &Basis::User(caller.clone()), action).await?;
+    check(gw, &rec, Some(&Basis::User(caller.clone())), action).await?;
     Ok((caller, rec))
 }
 
@@ -135,14 +139,9 @@ pub fn lease_refusal(e: LeaseError) -> ApiError {
     } else {
         "UNAUTH"
     };
-    let challenge = if status == StatusCode::FORBIDDEN {
-        r#"Bearer realm="aero", error="insufficient_scope""#
-    } else {
-        r#"Bearer realm="aero", error="invalid_token""#
-    };
     ApiError::new(status, code, e.to_string()).with(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
+        HeaderValue::from_static(e.challenge()),
     )
 }
 
@@ -184,9 +183,7 @@ pub async fn authorize_read(
             Ok((_, rec)) => Ok(rec),
             // Anyone may read a public image, with no identity at all.
             Err(e) if e.status == StatusCode::UNAUTHORIZED => match record(gw, id).await {
-                Ok(rec) if matrix::permitted(rec.visibility, &[Role::Public], Action::Read) => {
-                    Ok(rec)
-                }
+                Ok(rec) if check(gw, &rec, None, Action::Read).await.is_ok() => Ok(rec),
                 _ => Err(e),
             },
             Err(e) => Err(e),

@@ -306,7 +306,7 @@ pub async fn lease(
     let body: Option<LeaseBody> = json_body(body, gw.settings.max_body_bytes).await?;
     let basis = basis_of(&gw, &headers, &uri, &id, body.and_then(|b| b.share_token)).await?;
     let rec = authz::record(&gw, &id).await?;
-    authz::check(&gw, &rec, &basis, Action::Read).await?;
+    authz::check(&gw, &rec, Some(&basis), Action::Read).await?;
     if rec.state != State::Ready {
         return Err(ApiError::invalid_state(format!(
             "image {id} is {}: leases are granted for ready images only",

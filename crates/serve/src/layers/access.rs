@@ -97,13 +97,8 @@ fn refuse(denied: Denied, ranges: bool) -> Response<Body> {
             None,
         ),
         Denied::Lease(e) => {
-            let challenge = match e {
-                LeaseError::Missing => r#"Bearer realm="aero""#,
-                e if e.status() == 401 => r#"Bearer realm="aero", error="invalid_token""#,
-                _ => r#"Bearer realm="aero", error="insufficient_scope""#,
-            };
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            (status, e.to_string(), Some(challenge))
+            (status, e.to_string(), Some(e.challenge()))
         }
     };
     let mut err = ApiError::new(status, &message).accept_ranges(ranges);
