@@ -2,7 +2,8 @@
 # aero-host pull from nginx (sendfile, 2 workers) on 127.0.0.1, beside reference runs:
 #   1. a 1 GiB random image vs `curl -o` of the same raw bytes from the same nginx
 #      (target <= 1.2x curl's time; the pull verifies every chunk, checks the whole-disk
-#      sha256 of its sha256- version and fsyncs the file; curl does neither)
+#      sha256 of its sha256- version and fsyncs the file; curl does neither), and vs `curl -o`
+#      followed by an fsync of its file (the machine's limit for a download left durable)
 #   2. an 8 GiB image holding 256 MiB of data: time per data byte vs run 1 (target <= 2x),
 #      and `qemu-img convert` of the raw file over HTTP from the same nginx (BENCH_QEMU=1)
 #   3. a re-pull from the chunk cache: bytes downloaded and time
@@ -77,20 +78,25 @@ pull() { # URL OUT [ARGS...] -> JSON summary
 }
 
 echo "== 1. ${size_mib} MiB random image (best of $runs)"
-curl_runs=(); pull_runs=()
+curl_runs=(); durable_runs=(); pull_runs=()
 for _ in $(seq "$runs"); do
   rm -f "$out/curl.raw" "$out/big.raw"; sync
   t0=$(now); curl -s -o "$out/curl.raw" "$base/raw/big.raw"; t1=$(now)
+  # The download on stable storage, as a pull leaves it: the machine's limit for that write.
+  python3 -c "$fsync_file" "$out/curl.raw"; t2=$(now)
   curl_runs+=("$(python3 -c "print($t1 - $t0)")")
+  durable_runs+=("$(python3 -c "print($t2 - $t0)")")
   rm -f "$out/curl.raw"; sync
   t0=$(now); s1=$(pull "$base/images/big/$v_big/manifest.json" "$out/big.raw" --no-cache); t1=$(now)
   pull_runs+=("$(python3 -c "print($t1 - $t0)")")
   cmp "$out/big.raw" "$work/big.raw"
 done
-curl_s=$(best "${curl_runs[@]}"); pull_s=$(best "${pull_runs[@]}")
-echo "curl -o runs: ${curl_runs[*]}"
-echo "pull runs:    ${pull_runs[*]}"
+curl_s=$(best "${curl_runs[@]}"); durable_s=$(best "${durable_runs[@]}"); pull_s=$(best "${pull_runs[@]}")
+echo "curl -o runs:         ${curl_runs[*]}"
+echo "curl -o + fsync runs: ${durable_runs[*]}"
+echo "pull runs:            ${pull_runs[*]}"
 python3 -c "print(f'curl -o: {$curl_s:.2f} s   aero-host pull: {$pull_s:.2f} s   ratio {$pull_s/$curl_s:.2f}x (target <= 1.2x)')"
+python3 -c "print(f'curl -o + fsync: {$durable_s:.2f} s   ratio {$pull_s/$durable_s:.2f}x')"
 
 echo "== 2. 8 GiB image holding 256 MiB (best of $runs)"
 rm -f "$out/big.raw"

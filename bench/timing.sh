@@ -14,6 +14,11 @@ def once():
 print(min(once() for _ in range(3)))' "$@"
 }
 
+# fsyncs the file named by its argument: `python3 -c "$fsync_file" FILE`. A reference that writes
+# a file is timed with it too, to judge a durable write against the machine's own limit.
+fsync_file='import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.close(fd)'
+
 # The 8 GiB qcow2 holding 256 MiB of data (32 runs of 8 MiB spread over the disk), made once.
 #   sparse_qcow2 PATH
 sparse_qcow2() {
