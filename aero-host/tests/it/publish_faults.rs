@@ -96,6 +96,15 @@ fn s3_server_dying_mid_publish_fails_without_manifest_or_pointer() {
         "the error should say the store is unreachable: {err}"
     );
     assert!(json_lines(&out).is_empty(), "no summary on failure");
+    // The failure is reported once, by the command: the storage layer's own log of each failed
+    // operation stays at debug level.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(error_lines[0].starts_with("aero-host: error: "), "{stderr}");
     let stored = files_under(&server.bucket_dir());
     assert!(stored.len() >= 3 && (stored.len() as u64) < BIG / CHUNK);
     assert_eq!(published_json(&server.bucket_dir()), Vec::<String>::new());

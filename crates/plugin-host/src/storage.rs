@@ -131,8 +131,31 @@ pub fn with_policy(storage: &Storage, policy: StoragePolicy) -> Storage {
                 .with_max_delay(Duration::from_secs(10))
                 .with_jitter(),
         )
-        .layer(opendal::layers::LoggingLayer::default());
+        .layer(opendal::layers::LoggingLayer::new(QuietFailures));
     storage
+}
+
+/// Logs storage operations at debug level, failures included. Every failure reaches the
+/// caller, which reports it with what it was doing (a command's error, a server's log line);
+/// opendal's default logger would print it once more, at error level, before that.
+#[derive(Debug, Clone, Copy)]
+struct QuietFailures;
+
+impl opendal::layers::LoggingInterceptor for QuietFailures {
+    fn log(
+        &self,
+        info: &opendal::raw::ServiceInfo,
+        operation: opendal::raw::Operation,
+        context: &[(&str, &str)],
+        message: &str,
+        err: Option<&opendal::Error>,
+    ) {
+        let target = format!("{}:{}", info.scheme(), info.name());
+        match err {
+            Some(err) => tracing::debug!("{target} {operation} {message}: {err} {context:?}"),
+            None => tracing::trace!("{target} {operation} {message} {context:?}"),
+        }
+    }
 }
 
 #[cfg(test)]
