@@ -35,12 +35,7 @@ fi
 for tool in nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "bench/boot.sh needs $tool (apt-get install -y nginx curl python3)" >&2; exit 1; }
 done
-if [ -n "${AERO_BIN:-}" ]; then
-  bin=$(realpath "$AERO_BIN")
-else
-  cargo build --release -q -p aero-host
-  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
-fi
+bin=$(aero_bin)
 mkdir -p "$work"
 disk=$PWD/target/boot-disk
 bash bench/lib/make-boot-disk.sh "$disk"

@@ -13,13 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(realpath -m "${1:-target/bench}")
 mkdir -p "$work"
-if [ -n "${AERO_BIN:-}" ]; then
-  bin=$(realpath "$AERO_BIN")
-else
-  cargo build --release -q -p aero-host
-  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
-fi
 source bench/timing.sh
+bin=$(aero_bin)
 
 image=$work/random-1g.raw
 [ -f "$image" ] || head -c 1G /dev/urandom > "$image"

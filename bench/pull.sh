@@ -25,12 +25,7 @@ runs=${BENCH_RUNS:-3}
 for tool in nginx curl python3; do
   command -v "$tool" >/dev/null || { echo "bench/pull.sh needs $tool (apt-get install -y nginx curl python3)" >&2; exit 1; }
 done
-if [ -n "${AERO_BIN:-}" ]; then
-  bin=$(realpath "$AERO_BIN")
-else
-  cargo build --release -q -p aero-host
-  bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/aero-host")
-fi
+bin=$(aero_bin)
 mkdir -p "$work"
 store=$work/store
 chunk=4194304

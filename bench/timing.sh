@@ -1,5 +1,16 @@
 # Shared by the benchmark scripts (sourced from the repository root).
 
+# The aero-host binary to measure: $AERO_BIN when set, else a fresh release build.
+#   bin=$(aero_bin)
+aero_bin() {
+  if [ -n "${AERO_BIN:-}" ]; then
+    realpath "$AERO_BIN"
+  else
+    cargo build --release -q -p aero-host
+    realpath "${CARGO_TARGET_DIR:-target}/release/aero-host"
+  fi
+}
+
 # Best wall-clock seconds of three runs of `CMD...` (which must succeed). Before each run,
 # untimed: OUTPUT is removed and dirty pages are flushed, so no run pays for another's writes.
 #   seconds OUTPUT CMD...
