@@ -264,6 +264,20 @@ fn file_summary(image: &aero_catalog::Image, out: &Path, args: &PullArgs) -> Pul
     }
 }
 
+/// Downloads `url` to `download` (resuming a partial one), checked against `sha256`; the bytes
+/// fetched and resumed go into `summary`.
+async fn download_counted(
+    summary: &mut PullSummary,
+    url: &str,
+    download: &Path,
+    sha256: &str,
+) -> aero_pull::Result<()> {
+    let fetched = aero_pull::download(url, download, sha256).await?;
+    summary.bytes_downloaded = fetched.bytes_downloaded;
+    summary.bytes_resumed = fetched.bytes_resumed;
+    Ok(())
+}
+
 /// Pulls a catalog's plain disk file: downloaded to `OUT.pull.download` (resumed after an
 /// interruption), checked against its sha256, then converted to a sparse raw `OUT`
 /// (temporary name, renamed).
@@ -292,11 +306,9 @@ async fn pull_disk_file(
         return Ok(summary);
     }
     let download = with_suffix(&out, ".pull.download");
-    let fetched = aero_pull::download(url, &download, &sha256)
+    download_counted(&mut summary, url, &download, &sha256)
         .await
         .with_context(context)?;
-    summary.bytes_downloaded = fetched.bytes_downloaded;
-    summary.bytes_resumed = fetched.bytes_resumed;
     let converted = super::open_image(plugins, &download, format, false, &[]).and_then(|disk| {
         Ok(aero_chunked::sink::write_sparse_raw(
             disk.disk.as_ref(),
@@ -337,11 +349,9 @@ async fn pull_archive(image: &aero_catalog::Image, args: &PullArgs) -> Result<Pu
         summary.up_to_date = true;
     } else if !args.dry_run {
         let download = with_suffix(&out, ".download");
-        let fetched = aero_pull::download(url, &download, &sha256)
+        download_counted(&mut summary, url, &download, &sha256)
             .await
             .with_context(context)?;
-        summary.bytes_downloaded = fetched.bytes_downloaded;
-        summary.bytes_resumed = fetched.bytes_resumed;
         let limits = aero_archive::Limits {
             max_bytes: args.max_archive_bytes,
             max_entries: args.max_archive_entries,
