@@ -9,7 +9,7 @@
 use crate::export::{check_range, merge_extents, Export, ExportError};
 use crate::metrics::Metrics;
 use aero_chunk_cache::ChunkCache;
-use aero_chunked::format::{sha256_hex, Manifest};
+use aero_chunked::format::{zeros_sha256_hex, Manifest};
 use aero_chunked::source::Source;
 use aero_chunked::store::ExpectedChunk;
 use aero_plugin_api::{Extent, ExtentKind};
@@ -94,7 +94,7 @@ impl ChunkedExport {
         sizes.dedup();
         let zero_digests = sizes
             .into_iter()
-            .map(|len| (len, sha256_hex(&vec![0; len as usize])))
+            .map(|len| (len, zeros_sha256_hex(len)))
             .collect();
         let items = (settings.memory_cache_bytes / manifest.chunk_size).max(1) as usize;
         Ok(ChunkedExport {

@@ -5,14 +5,12 @@
 //! interrupted pull had written are read back from the part, the only bytes not in memory.
 
 use crate::{Error, Result};
+use aero_chunked::format::hash_zeros;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Zeros hashed for zero chunks, a slice at a time.
-static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
 /// One chunk's bytes, as the hasher receives them.
 pub(crate) enum Piece {
@@ -43,13 +41,7 @@ impl DiskHasher {
                 while let Some(piece) = rx.blocking_recv() {
                     match piece {
                         Piece::Data(bytes) => hasher.update(&bytes),
-                        Piece::Zeros(mut len) => {
-                            while len > 0 {
-                                let n = len.min(ZEROS.len() as u64);
-                                hasher.update(&ZEROS[..n as usize]);
-                                len -= n;
-                            }
-                        }
+                        Piece::Zeros(len) => hash_zeros(&mut hasher, len),
                         Piece::Written { offset, len } => {
                             buf.resize(len as usize, 0);
                             part.read_exact_at(&mut buf, offset)

@@ -1,7 +1,7 @@
 //! What becomes of each chunk: a hole, already written, copied from the cache, or downloaded.
 
 use aero_chunk_cache::ChunkCache;
-use aero_chunked::format::{sha256_hex, Manifest};
+use aero_chunked::format::{zeros_sha256_hex, Manifest};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -36,7 +36,7 @@ pub(crate) fn plan(
                 || digest.as_deref().is_some_and(|d| {
                     d == zero_digests
                         .entry(len)
-                        .or_insert_with(|| sha256_hex(&vec![0u8; len as usize]))
+                        .or_insert_with(|| zeros_sha256_hex(len))
                 });
             if zero {
                 ChunkFate::Zero

@@ -40,3 +40,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Zeros that runs of zeros are hashed from, a slice at a time.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// Feeds `len` zero bytes to `hasher`, without allocating them.
+pub fn hash_zeros(hasher: &mut sha2::Sha256, mut len: u64) {
+    use sha2::Digest;
+    while len > 0 {
+        let n = len.min(ZEROS.len() as u64);
+        hasher.update(&ZEROS[..n as usize]);
+        len -= n;
+    }
+}
+
+/// Lowercase hex sha256 of `len` zero bytes: the digest of a zero chunk of that size.
+pub fn zeros_sha256_hex(len: u64) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hash_zeros(&mut hasher, len);
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_digests_match_hashing_the_zeros() {
+        for len in [0, 1, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 5 << 20] {
+            assert_eq!(
+                zeros_sha256_hex(len),
+                sha256_hex(&vec![0; len as usize]),
+                "{len}"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@
 use super::base::BaseChunks;
 use super::buffers::BufferPool;
 use super::{is_zero_range, ChunkDigest, ZeroDigests};
+use crate::format::hash_zeros;
 use crate::layout::chunk_key;
 use crate::progress::Progress;
 use crate::store::put_deferred;
@@ -110,12 +111,11 @@ pub(super) async fn hash_disk(
     let reader = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
         let mut whole = Sha256::new();
         let mut read = 0;
-        let zeros = vec![0u8; chunk_size as usize];
         for index in 0..total.div_ceil(chunk_size) {
             let offset = index * chunk_size;
             let len = chunk_size.min(total - offset);
             if is_zero_range(disk.as_ref(), offset, len)? {
-                whole.update(&zeros[..len as usize]);
+                hash_zeros(&mut whole, len);
                 progress.hashed(len);
                 if tx.blocking_send(Pending::Zero(len)).is_err() {
                     break;

@@ -222,7 +222,7 @@ impl ZeroDigests {
         let mut cache = self.0.lock().expect("zero digest cache poisoned");
         cache
             .entry(len)
-            .or_insert_with(|| hex::encode(Sha256::digest(vec![0u8; len as usize])))
+            .or_insert_with(|| crate::format::zeros_sha256_hex(len))
             .clone()
     }
 }
