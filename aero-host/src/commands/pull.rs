@@ -13,6 +13,7 @@ use aero_chunked::resolve::{resolve, Locator, Resolved};
 use aero_chunked::source::HttpSource;
 use aero_plugin_api::backend::Storage;
 use aero_plugin_host::{LibrarySelection, PluginSet};
+use aero_pull::state::with_suffix;
 use aero_pull::{pull, PullOptions, PullSummary};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -244,13 +245,6 @@ async fn file_sha256(url: &str, checksum: aero_catalog::Checksum<'_>) -> Result<
             .await
             .with_context(|| format!("finding the sha256 of {url}"))?,
     })
-}
-
-/// `path` with `suffix` appended to its name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// The summary of a catalog file pull before anything is done.

@@ -49,8 +49,9 @@ pub fn state_path(out: &Path) -> PathBuf {
     with_suffix(out, ".part.state")
 }
 
-fn with_suffix(out: &Path, suffix: &str) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
+/// `path` with `suffix` appended to its name: the file names kept beside an output.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
 }
