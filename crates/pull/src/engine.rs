@@ -156,13 +156,14 @@ pub async fn pull(
         options.disk_sha256.as_deref().map(|d| (d, "the catalog")),
     ];
     let expected: Vec<_> = expected.into_iter().flatten().collect();
-    let mut hasher = match expected.is_empty() {
-        true => None,
-        false => Some(DiskHasher::start(
+    let mut hasher = if expected.is_empty() {
+        None
+    } else {
+        Some(DiskHasher::start(
             Arc::clone(part.file()),
             part.path().display().to_string(),
             options.concurrency,
-        )?),
+        )?)
     };
 
     // With a disk digest to compute, chunks complete in disk order (up to `concurrency` in
